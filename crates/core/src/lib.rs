@@ -1,0 +1,17 @@
+//! neo-ir's pure core: the domain types (nodes, observations, incidents), the `Clock`,
+//! the cross-node fleet view, the detectors and the incident state machine.
+//!
+//! Nothing in this crate does I/O: every function takes plain data and a time, so the whole
+//! detection and response logic is unit-tested with simulated time (see `clock::ManualClock`).
+
+pub mod clock;
+pub mod config;
+pub mod detect;
+pub mod fleet;
+pub mod incident;
+pub mod observation;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use observation::{
+    ChainStatus, FailureKind, HeaderInfo, NodeVersion, Observation, ProbeFailure, Role,
+};
