@@ -1,1 +1,591 @@
-//! wip
+//! The operator's configuration file (TOML), parsed and validated without side effects.
+//!
+//! Every error names the file, the line and the key, and says what was expected, so
+//! `neo-ir check-config` can point an operator at the exact mistake. Unknown keys are errors.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::detect::DetectConfig;
+use crate::observation::Role;
+
+/// Default HTTP listen address of neo-ir's API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+/// Default store: an SQLite file in the working directory.
+pub const DEFAULT_STORE_URL: &str = "sqlite://neo-ir.db";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub nodes: Vec<NodeConfig>,
+    pub probe: ProbeSettings,
+    pub detect: DetectConfig,
+    pub store: StoreSettings,
+    pub server: ServerSettings,
+}
+
+/// One watched Neo node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub name: String,
+    /// JSON-RPC endpoint, e.g. `http://10.0.0.5:10332`.
+    pub rpc: String,
+    pub role: Role,
+    /// Prometheus endpoint of the node (neo-rs, neo-go), when it has one.
+    pub metrics: Option<String>,
+    pub auth_user: Option<String>,
+    /// Name of the environment variable that holds the Basic-auth password.
+    pub auth_password_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSettings {
+    /// Time between probe rounds.
+    pub interval: Duration,
+    /// Hard timeout of one request to one node, body included.
+    pub timeout: Duration,
+    /// Largest response body accepted from a node.
+    pub max_body_bytes: usize,
+    /// Most requests in flight at once.
+    pub max_concurrency: usize,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_concurrency: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    pub url: String,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_STORE_URL.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+        }
+    }
+}
+
+/// A configuration error: where it is and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// 1-based line, when the error can be placed.
+    pub line: Option<usize>,
+    /// The offending key (dotted path where known), when there is one.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+// ---- raw (serde) shapes: unknown keys are rejected -------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    nodes: Vec<RawNode>,
+    #[serde(default)]
+    probe: RawProbe,
+    #[serde(default)]
+    detect: RawDetect,
+    #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    name: String,
+    rpc: String,
+    role: Role,
+    metrics: Option<String>,
+    auth_user: Option<String>,
+    auth_password_env: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    interval: Option<String>,
+    timeout: Option<String>,
+    max_body: Option<String>,
+    max_concurrency: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    lag_warn: Option<u64>,
+    lag_crit: Option<u64>,
+    stall_grace: Option<String>,
+    implausible_lead: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+}
+
+/// Read and validate a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&text, path)
+}
+
+/// Parse and validate configuration text; `file` is only used in error messages.
+pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
+    let located = Locator { text, file };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| located.toml_error(&e))?;
+
+    let mut names = BTreeSet::new();
+    let mut nodes = Vec::with_capacity(raw.nodes.len());
+    for (i, n) in raw.nodes.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("nodes", i, key);
+        if n.name.trim().is_empty() {
+            return Err(located.error(at("name"), "nodes.name", "must not be empty"));
+        }
+        if !names.insert(n.name.clone()) {
+            return Err(located.error(
+                at("name"),
+                "nodes.name",
+                &format!(
+                    "duplicate node name {:?}: each node needs its own name",
+                    n.name
+                ),
+            ));
+        }
+        check_url(&n.rpc).map_err(|m| located.error(at("rpc"), "nodes.rpc", &m))?;
+        if let Some(m) = &n.metrics {
+            check_url(m).map_err(|msg| located.error(at("metrics"), "nodes.metrics", &msg))?;
+        }
+        if n.auth_password_env.is_some() && n.auth_user.is_none() {
+            return Err(located.error(
+                at("auth_password_env"),
+                "nodes.auth_password_env",
+                "needs `auth_user` too (Basic auth sends a user and a password)",
+            ));
+        }
+        nodes.push(NodeConfig {
+            name: n.name,
+            rpc: n.rpc,
+            role: n.role,
+            metrics: n.metrics,
+            auth_user: n.auth_user,
+            auth_password_env: n.auth_password_env,
+        });
+    }
+    if nodes.is_empty() {
+        return Err(located.error(
+            None,
+            "nodes",
+            "no [[nodes]] configured: add at least one node with name, rpc and role",
+        ));
+    }
+
+    let mut probe = ProbeSettings::default();
+    if let Some(s) = &raw.probe.interval {
+        probe.interval = located.duration("probe", "interval", s)?;
+    }
+    if let Some(s) = &raw.probe.timeout {
+        probe.timeout = located.duration("probe", "timeout", s)?;
+    }
+    if let Some(s) = &raw.probe.max_body {
+        probe.max_body_bytes = parse_size(s).map_err(|m| {
+            located.error(
+                located.key_in_table("probe", "max_body"),
+                "probe.max_body",
+                &m,
+            )
+        })?;
+    }
+    if let Some(c) = raw.probe.max_concurrency {
+        if c == 0 {
+            return Err(located.error(
+                located.key_in_table("probe", "max_concurrency"),
+                "probe.max_concurrency",
+                "must be at least 1",
+            ));
+        }
+        probe.max_concurrency = c;
+    }
+
+    let mut detect = DetectConfig::default();
+    if let Some(v) = raw.detect.lag_warn {
+        detect.lag_warn = v;
+    }
+    if let Some(v) = raw.detect.lag_crit {
+        detect.lag_crit = v;
+    }
+    if detect.lag_crit < detect.lag_warn {
+        return Err(located.error(
+            located.key_in_table("detect", "lag_crit"),
+            "detect.lag_crit",
+            "must be at least detect.lag_warn",
+        ));
+    }
+    if let Some(s) = &raw.detect.stall_grace {
+        detect.stall_grace = located.duration("detect", "stall_grace", s)?;
+    }
+    if let Some(v) = raw.detect.implausible_lead {
+        detect.implausible_lead = v;
+    }
+
+    let store = StoreSettings {
+        url: raw
+            .store
+            .url
+            .unwrap_or_else(|| DEFAULT_STORE_URL.to_string()),
+    };
+    if !store.url.starts_with("sqlite:") {
+        return Err(located.error(
+            located.key_in_table("store", "url"),
+            "store.url",
+            "expected an sqlite: URL such as \"sqlite://neo-ir.db\" (PostgreSQL comes with the multi-instance store)",
+        ));
+    }
+
+    let server = ServerSettings {
+        listen: raw
+            .server
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+    };
+    if server.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(located.error(
+            located.key_in_table("server", "listen"),
+            "server.listen",
+            "expected an address with port such as \"127.0.0.1:9797\"",
+        ));
+    }
+
+    Ok(Config {
+        nodes,
+        probe,
+        detect,
+        store,
+        server,
+    })
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("expected an http:// or https:// URL, got {url:?}"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("URL {url:?} has no host"));
+    }
+    Ok(())
+}
+
+/// Parse a size such as "8MiB", "512KiB", "1GB", "1024".
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("expected a size such as \"8MiB\", got {s:?}"))?;
+    let mult: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        "KB" | "kB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {s:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Finds lines of keys in the source text so semantic errors can name a line too.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a Path,
+}
+
+impl Locator<'_> {
+    fn error(&self, line: Option<usize>, key: &str, message: &str) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            key: Some(key.to_string()),
+            message: message.to_string(),
+        }
+    }
+
+    fn duration(&self, table: &str, key: &str, s: &str) -> Result<Duration, ConfigError> {
+        let d = humantime::parse_duration(s).map_err(|e| {
+            self.error(
+                self.key_in_table(table, key),
+                &format!("{table}.{key}"),
+                &format!(
+                    "expected a duration such as \"1s\", \"500ms\" or \"5m\", got {s:?} ({e})"
+                ),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.error(
+                self.key_in_table(table, key),
+                &format!("{table}.{key}"),
+                "must be greater than zero",
+            ));
+        }
+        Ok(d)
+    }
+
+    /// Turn a TOML/serde error into one that names the line and key.
+    fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
+        let line = e.span().map(|s| self.line_of(s.start));
+        let message = e.message().trim().to_string();
+        let key = e
+            .span()
+            .and_then(|s| self.key_at(s.start))
+            .or_else(|| backticked(&message));
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// The key assigned on the line containing `offset`, if that line is `key = value`.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let start = self.text[..offset.min(self.text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let line = self.text[start..].lines().next()?;
+        let (k, _) = line.split_once('=')?;
+        let k = k.trim();
+        (!k.is_empty() && !k.starts_with('[')).then(|| k.trim_matches('"').to_string())
+    }
+
+    /// The line of `key` inside the table `[table]`.
+    fn key_in_table(&self, table: &str, key: &str) -> Option<usize> {
+        self.find_key(&format!("[{table}]"), 0, key)
+    }
+
+    /// The line of `key` inside the `index`-th `[[table]]`.
+    fn nth_key_in_table(&self, table: &str, index: usize, key: &str) -> Option<usize> {
+        self.find_key(&format!("[[{table}]]"), index, key)
+    }
+
+    fn find_key(&self, header: &str, index: usize, key: &str) -> Option<usize> {
+        let mut seen = 0usize;
+        let mut inside = false;
+        let mut header_line = None;
+        for (no, line) in self.text.lines().enumerate() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                inside = t == header && {
+                    seen += 1;
+                    seen == index + 1
+                };
+                if inside {
+                    header_line = Some(no + 1);
+                }
+                continue;
+            }
+            if inside {
+                if let Some((k, _)) = t.split_once('=') {
+                    if k.trim().trim_matches('"') == key {
+                        return Some(no + 1);
+                    }
+                }
+            }
+        }
+        header_line
+    }
+}
+
+fn backticked(message: &str) -> Option<String> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(message[start..start + len].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[nodes]]
+name = "validator-1"
+rpc = "http://127.0.0.1:20332"
+role = "validator"
+
+[[nodes]]
+name = "rpc-1"
+rpc = "https://rpc.example:443/"
+role = "rpc"
+metrics = "http://127.0.0.1:9090/metrics"
+auth_user = "neo"
+auth_password_env = "NEO_RPC_PASSWORD"
+
+[probe]
+interval = "500ms"
+timeout = "2s"
+max_body = "4MiB"
+
+[store]
+url = "sqlite://x.db"
+
+[server]
+listen = "127.0.0.1:0"
+"#;
+
+    fn err(text: &str) -> ConfigError {
+        parse(text, Path::new("neo-ir.toml")).unwrap_err()
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = parse(GOOD, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(c.nodes.len(), 2);
+        assert_eq!(c.nodes[0].role, Role::Validator);
+        assert_eq!(
+            c.nodes[1].auth_password_env.as_deref(),
+            Some("NEO_RPC_PASSWORD")
+        );
+        assert_eq!(c.probe.interval, Duration::from_millis(500));
+        assert_eq!(c.probe.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.store.url, "sqlite://x.db");
+        assert_eq!(c.detect.lag_warn, 50);
+        assert_eq!(c.detect.lag_crit, 100);
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(
+            "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n",
+            Path::new("f.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.probe.interval, Duration::from_secs(1));
+        assert_eq!(c.probe.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.server.listen, DEFAULT_LISTEN);
+        assert_eq!(c.store.url, DEFAULT_STORE_URL);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err(
+            "[[nodes]]\nname = \"a\"\nrpc = \"http://h:1\"\nrole = \"rpc\"\ncolour = \"red\"\n",
+        );
+        assert_eq!(e.line, Some(5), "{e}");
+        assert_eq!(e.key.as_deref(), Some("colour"), "{e}");
+        let shown = e.to_string();
+        assert!(shown.starts_with("neo-ir.toml:5: key `colour`"), "{shown}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[probe]\nmax_concurrency = \"many\"\n[[nodes]]\nname = \"a\"\nrpc = \"http://h:1\"\nrole = \"rpc\"\n");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert_eq!(e.key.as_deref(), Some("max_concurrency"), "{e}");
+    }
+
+    #[test]
+    fn bad_role_and_bad_duration_and_bad_url() {
+        let e = err("[[nodes]]\nname = \"a\"\nrpc = \"http://h:1\"\nrole = \"miner\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("role")), "{e}");
+
+        let e = err(&GOOD.replace("\"500ms\"", "\"soon\""));
+        assert_eq!(e.key.as_deref(), Some("probe.interval"), "{e}");
+        assert_eq!(e.line, Some(16), "{e}");
+
+        let e = err(&GOOD.replace("https://rpc.example:443/", "ftp://x"));
+        assert_eq!(e.key.as_deref(), Some("nodes.rpc"), "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+    }
+
+    #[test]
+    fn duplicate_names_and_missing_nodes_are_errors() {
+        let e = err(&GOOD.replace("\"rpc-1\"", "\"validator-1\""));
+        assert_eq!(e.line, Some(8), "{e}");
+        assert!(e.message.contains("duplicate"), "{e}");
+        let e = err("[probe]\ninterval = \"1s\"\n");
+        assert_eq!(e.key.as_deref(), Some("nodes"));
+    }
+
+    #[test]
+    fn broken_toml_names_the_line() {
+        let e = err("[[nodes]]\nname = \"a\nrpc = 1\n");
+        assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("8MiB").unwrap(), 8 << 20);
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("2 KB").unwrap(), 2000);
+        assert!(parse_size("8 parsecs").is_err());
+    }
+}

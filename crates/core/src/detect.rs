@@ -1,1 +1,581 @@
-//! wip
+//! The detectors: pure functions of (fleet view, config, now) that say which incident
+//! conditions hold. This issue's detectors:
+//!
+//! - `node_down`: a node failed its probe and the immediate re-probe (two failures in a row).
+//!   One failed probe never pages.
+//! - `sync_failure`: a node lags the fleet's best height by ≥ `lag_warn` (warning) or
+//!   ≥ `lag_crit` (critical) blocks (playbook KPI table), or its height is frozen for longer
+//!   than the stall threshold while the fleet advances (a local fault).
+//! - `consensus_failure`: every reachable node's height unchanged for longer than
+//!   `stall_blocks × msperblock + stall_grace` (a network fault: one incident, not one per node).
+//! - `data_corruption` (first form): a node claims a height far above anything the rest of the
+//!   fleet corroborates.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::json;
+
+use crate::clock::millis_between;
+use crate::fleet::{Fleet, NodeState};
+use crate::incident::{human_ms, Assessment, Finding, IncidentKind, Severity};
+use crate::observation::Role;
+
+/// Detector thresholds (playbook KPI table defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectConfig {
+    /// Lag (blocks) that is a warning. Playbook: > 50.
+    pub lag_warn: u64,
+    /// Lag (blocks) that is critical. Playbook: > 100.
+    pub lag_crit: u64,
+    /// Blocks' worth of silence before a stall: threshold = stall_blocks × msperblock + grace.
+    pub stall_blocks: u64,
+    pub stall_grace: Duration,
+    /// Block time used until a node has told us its own `msperblock` (MainNet: 15 s).
+    pub default_msperblock: u64,
+    /// Blocks above the corroborated height past which a node's height is not believed.
+    pub implausible_lead: u64,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        Self {
+            lag_warn: 50,
+            lag_crit: 100,
+            stall_blocks: 3,
+            stall_grace: Duration::from_secs(1),
+            default_msperblock: 15_000,
+            implausible_lead: 1_000,
+        }
+    }
+}
+
+impl DetectConfig {
+    /// How long the chain (or one node) may make no block before it is a stall.
+    pub fn stall_threshold_ms(&self, msperblock: u64) -> u64 {
+        self.stall_blocks * msperblock + self.stall_grace.as_millis() as u64
+    }
+}
+
+pub fn node_down_key(node: &str) -> String {
+    format!("node_down:{node}")
+}
+pub fn sync_key(node: &str) -> String {
+    format!("sync_failure:{node}")
+}
+pub fn corruption_key(node: &str) -> String {
+    format!("data_corruption:{node}")
+}
+pub const CONSENSUS_KEY: &str = "consensus_failure";
+
+/// Run every detector over the fleet.
+pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
+    let mut a = Assessment::default();
+    let msperblock = fleet.msperblock(cfg.default_msperblock);
+    let threshold_ms = cfg.stall_threshold_ms(msperblock);
+    let any_reachable = fleet.nodes().any(NodeState::reachable);
+
+    for n in fleet.nodes() {
+        node_down(n, any_reachable, &mut a);
+        implausible_height(fleet, n, cfg, &mut a);
+        sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
+    }
+    consensus_failure(fleet, msperblock, threshold_ms, now, &mut a);
+    a.findings.sort_by(|x, y| x.key.cmp(&y.key));
+    a
+}
+
+fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
+    let key = node_down_key(&n.name);
+    let Some(last) = &n.last else {
+        a.undecided.insert(key);
+        return;
+    };
+    let Some(failure) = last.failure() else {
+        return; // answering: clear
+    };
+    if n.consecutive_failures < 2 {
+        // One failed probe is not a finding; the watch loop re-probes at once to confirm.
+        a.undecided.insert(key);
+        return;
+    }
+    let (severity, why) = if n.role == Role::Validator {
+        (Severity::P1, "a validator")
+    } else if !any_reachable {
+        (Severity::P1, "no node of the fleet answers")
+    } else {
+        (Severity::P2, "one RPC node among several")
+    };
+    a.findings.push(Finding {
+        key,
+        kind: IncidentKind::NodeDown,
+        severity,
+        nodes: vec![n.name.clone()],
+        summary: format!(
+            "{} ({}) is down: {} ({} failed probes in a row)",
+            n.name,
+            n.role.as_str(),
+            failure,
+            n.consecutive_failures
+        ),
+        evidence: json!({
+            "node": n.name,
+            "role": n.role,
+            "error_kind": failure.kind,
+            "http_status": failure.http_status,
+            "rpc_code": failure.rpc_code,
+            "error": failure.message,
+            "consecutive_failures": n.consecutive_failures,
+            "failing_since": n.failing_since,
+            "last_ok_at": n.last_ok_at,
+            "last_height": n.height,
+            "latency_ms": last.latency_ms,
+            "severity_reason": why,
+        }),
+    });
+}
+
+fn implausible_height(fleet: &Fleet, n: &NodeState, cfg: &DetectConfig, a: &mut Assessment) {
+    let key = corruption_key(&n.name);
+    if !n.answering() {
+        a.undecided.insert(key);
+        return;
+    }
+    if !n.implausible {
+        return;
+    }
+    let claimed = n.height.unwrap_or_default();
+    let best = fleet.best_height().unwrap_or_default();
+    a.findings.push(Finding {
+        key,
+        kind: IncidentKind::DataCorruption,
+        severity: Severity::P2,
+        nodes: vec![n.name.clone()],
+        summary: format!(
+            "{} claims height {claimed}, {} blocks above what any other node corroborates ({best})",
+            n.name,
+            claimed.saturating_sub(best)
+        ),
+        evidence: json!({
+            "node": n.name,
+            "error_kind": "implausible_height",
+            "claimed_height": claimed,
+            "fleet_best_height": best,
+            "implausible_lead": cfg.implausible_lead,
+        }),
+    });
+}
+
+fn sync_failure(
+    fleet: &Fleet,
+    n: &NodeState,
+    cfg: &DetectConfig,
+    msperblock: u64,
+    threshold_ms: u64,
+    now: Timestamp,
+    a: &mut Assessment,
+) {
+    let key = sync_key(&n.name);
+    if !n.reachable() {
+        a.undecided.insert(key);
+        return;
+    }
+    let (Some(height), Some(best), Some(since)) = (n.height, fleet.best_height(), n.height_since)
+    else {
+        a.undecided.insert(key);
+        return;
+    };
+    let lag = best.saturating_sub(height);
+    let frozen_ms = millis_between(since, now);
+    let fleet_moved_since = fleet.best_since().is_some_and(|b| b > since) && best > height;
+    let frozen = frozen_ms > threshold_ms && fleet_moved_since;
+    let level = if lag >= cfg.lag_crit {
+        "critical"
+    } else if lag >= cfg.lag_warn {
+        "warning"
+    } else if frozen {
+        "frozen"
+    } else {
+        return;
+    };
+    let summary = if level == "frozen" {
+        format!(
+            "{} is frozen at height {height} for {} while the fleet advanced to {best}",
+            n.name,
+            human_ms(frozen_ms)
+        )
+    } else {
+        format!(
+            "{} is {lag} blocks behind the fleet (height {height}, fleet {best}; {level} ≥ {})",
+            n.name,
+            if level == "critical" {
+                cfg.lag_crit
+            } else {
+                cfg.lag_warn
+            }
+        )
+    };
+    a.findings.push(Finding {
+        key,
+        kind: IncidentKind::SyncFailure,
+        severity: Severity::P2,
+        nodes: vec![n.name.clone()],
+        summary,
+        evidence: json!({
+            "node": n.name,
+            "role": n.role,
+            "level": level,
+            "height": height,
+            "fleet_best_height": best,
+            "lag_blocks": lag,
+            "lag_warn": cfg.lag_warn,
+            "lag_crit": cfg.lag_crit,
+            "height_unchanged_since": since,
+            "height_unchanged_ms": frozen_ms,
+            "stall_threshold_ms": threshold_ms,
+            "msperblock": msperblock,
+        }),
+    });
+}
+
+fn consensus_failure(
+    fleet: &Fleet,
+    msperblock: u64,
+    threshold_ms: u64,
+    now: Timestamp,
+    a: &mut Assessment,
+) {
+    let reachable: Vec<&NodeState> = fleet.nodes().filter(|n| n.reachable()).collect();
+    if reachable.is_empty() {
+        a.undecided.insert(CONSENSUS_KEY.to_string());
+        return;
+    }
+    let mut newest_change = None;
+    for n in &reachable {
+        let Some(since) = n.height_since else {
+            a.undecided.insert(CONSENSUS_KEY.to_string());
+            return;
+        };
+        if millis_between(since, now) <= threshold_ms {
+            return; // some node still makes progress
+        }
+        newest_change = newest_change.max(Some(since));
+    }
+    let since = newest_change.expect("at least one reachable node");
+    let stalled_ms = millis_between(since, now);
+    let height = reachable
+        .iter()
+        .filter_map(|n| n.height)
+        .max()
+        .unwrap_or_default();
+    let mut nodes: Vec<String> = fleet.nodes().map(|n| n.name.clone()).collect();
+    nodes.sort();
+    let heights: serde_json::Map<String, serde_json::Value> = reachable
+        .iter()
+        .map(|n| (n.name.clone(), json!(n.height)))
+        .collect();
+    a.findings.push(Finding {
+        key: CONSENSUS_KEY.to_string(),
+        kind: IncidentKind::ConsensusFailure,
+        severity: Severity::P1,
+        nodes,
+        summary: format!(
+            "chain stalled at height {height}: no new block on any of {} reachable nodes for {} \
+             (threshold {} = {} blocks × {msperblock} ms + grace)",
+            reachable.len(),
+            human_ms(stalled_ms),
+            human_ms(threshold_ms),
+            threshold_ms.saturating_sub(1000) / msperblock.max(1),
+        ),
+        evidence: json!({
+            "height": height,
+            "stalled_since": since,
+            "stalled_ms": stalled_ms,
+            "threshold_ms": threshold_ms,
+            "msperblock": msperblock,
+            "reachable_nodes": reachable.len(),
+            "heights": heights,
+        }),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+    use crate::fleet::NodeSpec;
+    use crate::observation::{ChainStatus, FailureKind, NodeVersion, Observation, ProbeFailure};
+
+    struct World {
+        clock: ManualClock,
+        fleet: Fleet,
+        cfg: DetectConfig,
+    }
+
+    fn world(validators: usize, rpc: usize) -> World {
+        let mut specs = Vec::new();
+        for i in 1..=validators {
+            specs.push(NodeSpec {
+                name: format!("validator-{i}"),
+                role: Role::Validator,
+            });
+        }
+        for i in 1..=rpc {
+            specs.push(NodeSpec {
+                name: format!("rpc-{i}"),
+                role: Role::Rpc,
+            });
+        }
+        World {
+            clock: ManualClock::at_epoch_2026(),
+            fleet: Fleet::new(&specs),
+            cfg: DetectConfig::default(),
+        }
+    }
+
+    fn ok(node: &str, at: Timestamp, height: u64) -> Observation {
+        Observation {
+            node: node.into(),
+            at,
+            latency_ms: 3,
+            outcome: Ok(ChainStatus {
+                block_count: height + 1,
+                best_hash: format!("0x{height:064x}"),
+                connections: Some(6),
+                version: Some(NodeVersion {
+                    user_agent: "/neo-rs:0.14.0/".into(),
+                    network: Some(894710606),
+                    msperblock: Some(1000),
+                    validators_count: Some(4),
+                    tcp_port: Some(20333),
+                    nonce: Some(1),
+                }),
+                header: None,
+            }),
+        }
+    }
+
+    fn fail(node: &str, at: Timestamp, kind: FailureKind) -> Observation {
+        Observation {
+            node: node.into(),
+            at,
+            latency_ms: 1,
+            outcome: Err(ProbeFailure::new(kind, "connection refused")),
+        }
+    }
+
+    impl World {
+        /// One round: every node in `heights` answers with its height, the others fail.
+        fn round(&mut self, heights: &[(&str, Option<u64>)]) -> Assessment {
+            let now = self.clock.now();
+            for (name, h) in heights {
+                let obs = match h {
+                    Some(h) => ok(name, now, *h),
+                    None => fail(name, now, FailureKind::Refused),
+                };
+                self.fleet.record(obs);
+            }
+            self.fleet.end_round(&self.cfg, now);
+            detect(&self.fleet, &self.cfg, now)
+        }
+
+        fn tick(&self, ms: u64) {
+            self.clock.advance(Duration::from_millis(ms));
+        }
+    }
+
+    fn keys(a: &Assessment) -> Vec<&str> {
+        a.findings.iter().map(|f| f.key.as_str()).collect()
+    }
+
+    #[test]
+    fn single_failed_probe_never_pages_and_confirmation_does() {
+        let mut w = world(4, 3);
+        let all: Vec<String> = w.fleet.nodes().map(|n| n.name.clone()).collect();
+        let mut row: Vec<(&str, Option<u64>)> =
+            all.iter().map(|n| (n.as_str(), Some(10))).collect();
+        w.round(&row);
+        w.tick(1000);
+        row.iter_mut().for_each(|r| r.1 = Some(11));
+        let i = row.iter().position(|r| r.0 == "rpc-1").unwrap();
+        row[i].1 = None;
+        let a = w.round(&row);
+        assert!(keys(&a).is_empty(), "one failure is not a finding: {a:?}");
+        assert!(a.undecided.contains("node_down:rpc-1"));
+        // the immediate re-probe (same round, a few ms later) confirms
+        w.tick(5);
+        let a = w.round(&[("rpc-1", None)]);
+        assert_eq!(keys(&a), ["node_down:rpc-1"]);
+        let f = &a.findings[0];
+        assert_eq!(f.severity, Severity::P2);
+        assert_eq!(f.nodes, ["rpc-1"]);
+        assert_eq!(f.evidence["error_kind"], "refused");
+        assert_eq!(f.evidence["consecutive_failures"], 2);
+        assert_eq!(f.evidence["last_height"], 10);
+        // it answers again: the condition is clear
+        w.tick(1000);
+        let a = w.round(&[("rpc-1", Some(12))]);
+        assert!(!a.undecided.contains("node_down:rpc-1"));
+        assert!(keys(&a).is_empty());
+    }
+
+    #[test]
+    fn validator_down_is_p1_and_last_node_down_is_p1() {
+        let mut w = world(1, 2);
+        w.round(&[
+            ("validator-1", Some(5)),
+            ("rpc-1", Some(5)),
+            ("rpc-2", Some(5)),
+        ]);
+        w.round(&[("validator-1", None), ("rpc-1", Some(5))]);
+        let a = w.round(&[("validator-1", None)]);
+        assert_eq!(a.findings[0].severity, Severity::P1);
+        // rpc-1 down while rpc-2 still answers: P2
+        w.round(&[("rpc-1", None), ("rpc-2", Some(5))]);
+        let a = w.round(&[("rpc-1", None)]);
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == "node_down:rpc-1")
+            .unwrap();
+        assert_eq!(f.severity, Severity::P2);
+        // now the last one goes: every node_down is P1
+        w.round(&[("rpc-2", None), ("rpc-1", None)]);
+        let a = w.round(&[("rpc-2", None), ("rpc-1", None), ("validator-1", None)]);
+        assert!(
+            a.findings.iter().all(|f| f.severity == Severity::P1),
+            "{a:?}"
+        );
+        assert!(
+            a.undecided.contains(CONSENSUS_KEY),
+            "no reachable node: cannot judge consensus"
+        );
+    }
+
+    #[test]
+    fn chain_stall_is_one_consensus_failure_after_threshold() {
+        let mut w = world(4, 3);
+        let names: Vec<String> = w.fleet.nodes().map(|n| n.name.clone()).collect();
+        let at = |h: u64| -> Vec<(&str, Option<u64>)> {
+            names.iter().map(|n| (n.as_str(), Some(h))).collect()
+        };
+        for h in 0..5 {
+            assert!(keys(&w.round(&at(h))).is_empty());
+            w.tick(1000);
+        }
+        // stalled at 4: threshold is 3 × 1000 + 1000 = 4000 ms (msperblock from getversion)
+        for _ in 0..3 {
+            w.tick(1000);
+            assert!(keys(&w.round(&at(4))).is_empty());
+        }
+        w.tick(1001);
+        let a = w.round(&at(4));
+        assert_eq!(keys(&a), [CONSENSUS_KEY], "one incident, not one per node");
+        let f = &a.findings[0];
+        assert_eq!(f.severity, Severity::P1);
+        assert_eq!(f.nodes.len(), 7);
+        assert_eq!(f.evidence["threshold_ms"], 4000);
+        assert_eq!(f.evidence["height"], 4);
+        assert!(
+            !keys(&a).iter().any(|k| k.starts_with("sync_failure")),
+            "not a local fault"
+        );
+        // a new block clears it
+        w.tick(100);
+        assert!(keys(&w.round(&at(5))).is_empty());
+    }
+
+    #[test]
+    fn frozen_node_while_fleet_advances_is_sync_failure_of_that_node_only() {
+        let mut w = world(4, 3);
+        let names: Vec<String> = w.fleet.nodes().map(|n| n.name.clone()).collect();
+        let mut last = Assessment::default();
+        for h in 0..8u64 {
+            let row: Vec<(&str, Option<u64>)> = names
+                .iter()
+                .map(|n| (n.as_str(), Some(if n == "rpc-2" { h.min(2) } else { h })))
+                .collect();
+            last = w.round(&row);
+            w.tick(1000);
+        }
+        // rpc-2 frozen at 2 since t=2s; at t=7s it is 5 s (> 4 s) behind while others advance
+        assert_eq!(keys(&last), ["sync_failure:rpc-2"]);
+        let f = &last.findings[0];
+        assert_eq!(f.severity, Severity::P2);
+        assert_eq!(f.evidence["level"], "frozen");
+        assert_eq!(f.evidence["height"], 2);
+        assert_eq!(f.evidence["fleet_best_height"], 7);
+    }
+
+    #[test]
+    fn lag_thresholds_from_the_kpi_table() {
+        let mut w = world(1, 1);
+        let a = w.round(&[("validator-1", Some(1000)), ("rpc-1", Some(951))]);
+        assert!(keys(&a).is_empty(), "lag 49 is normal");
+        w.tick(10);
+        let a = w.round(&[("validator-1", Some(1000)), ("rpc-1", Some(950))]);
+        assert_eq!(a.findings[0].evidence["level"], "warning");
+        w.tick(10);
+        let a = w.round(&[("validator-1", Some(1000)), ("rpc-1", Some(900))]);
+        assert_eq!(a.findings[0].evidence["level"], "critical");
+        assert_eq!(a.findings[0].evidence["lag_blocks"], 100);
+    }
+
+    #[test]
+    fn lying_height_is_screened_out_and_reported() {
+        let mut w = world(4, 3);
+        let names: Vec<String> = w.fleet.nodes().map(|n| n.name.clone()).collect();
+        let row: Vec<(&str, Option<u64>)> = names
+            .iter()
+            .map(|n| (n.as_str(), Some(if n == "rpc-3" { 1_000_100 } else { 100 })))
+            .collect();
+        let a = w.round(&row);
+        assert_eq!(
+            w.fleet.best_height(),
+            Some(100),
+            "the liar does not move the best height"
+        );
+        assert_eq!(
+            keys(&a),
+            ["data_corruption:rpc-3"],
+            "no node looks lagging: {a:?}"
+        );
+        assert_eq!(a.findings[0].evidence["error_kind"], "implausible_height");
+        let view = w.fleet.view();
+        let liar = view.iter().find(|v| v.name == "rpc-3").unwrap();
+        assert_eq!(liar.state, "implausible_height");
+    }
+
+    #[test]
+    fn unreachable_node_is_undecided_for_sync() {
+        let mut w = world(1, 2);
+        w.round(&[
+            ("validator-1", Some(10)),
+            ("rpc-1", Some(10)),
+            ("rpc-2", Some(10)),
+        ]);
+        let a = w.round(&[("rpc-2", None)]);
+        assert!(a.undecided.contains("sync_failure:rpc-2"));
+        assert!(a.undecided.contains("node_down:rpc-2"));
+    }
+
+    #[test]
+    fn restored_height_keeps_measuring_a_stall_across_restart() {
+        let mut w = world(1, 1);
+        let t0 = w.clock.now();
+        w.fleet.restore("validator-1", 50, t0);
+        w.fleet.restore("rpc-1", 50, t0);
+        w.tick(10_000);
+        let a = w.round(&[("validator-1", Some(50)), ("rpc-1", Some(50))]);
+        assert_eq!(keys(&a), [CONSENSUS_KEY]);
+        assert_eq!(a.findings[0].evidence["stalled_ms"], 10_000);
+    }
+
+    #[test]
+    fn msperblock_comes_from_getversion_not_a_constant() {
+        let mut w = world(1, 0);
+        assert_eq!(w.fleet.msperblock(15_000), 15_000);
+        w.round(&[("validator-1", Some(1))]);
+        assert_eq!(w.fleet.msperblock(15_000), 1000);
+    }
+}

@@ -1,1 +1,274 @@
-//! wip
+//! The cross-node view: what each node last answered, its height and since when, the fleet's
+//! best height and each node's lag. Fed one `Observation` at a time by the watch loop; read
+//! by the detectors. Pure state, no I/O.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::DetectConfig;
+use crate::observation::{NodeVersion, Observation, Role};
+
+/// A node the fleet tracks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub role: Role,
+}
+
+/// What the fleet knows about one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeState {
+    pub name: String,
+    pub role: Role,
+    /// The latest probe (successful or not).
+    pub last: Option<Observation>,
+    /// Failed probes in a row (the confirming re-probe counts).
+    pub consecutive_failures: u32,
+    /// Time of the first failure of the current failure streak.
+    pub failing_since: Option<Timestamp>,
+    pub last_ok_at: Option<Timestamp>,
+    /// Height from the latest successful probe.
+    pub height: Option<u64>,
+    /// When `height` was first seen at its current value.
+    pub height_since: Option<Timestamp>,
+    /// The latest `getversion` seen.
+    pub version: Option<NodeVersion>,
+    /// The node claims a height the rest of the fleet contradicts (it is ignored for the
+    /// fleet's best height).
+    pub implausible: bool,
+}
+
+impl NodeState {
+    fn new(spec: &NodeSpec) -> Self {
+        Self {
+            name: spec.name.clone(),
+            role: spec.role,
+            last: None,
+            consecutive_failures: 0,
+            failing_since: None,
+            last_ok_at: None,
+            height: None,
+            height_since: None,
+            version: None,
+            implausible: false,
+        }
+    }
+
+    /// The latest probe succeeded.
+    pub fn answering(&self) -> bool {
+        self.last.as_ref().is_some_and(|o| o.outcome.is_ok())
+    }
+
+    /// Answering with a height the fleet can believe.
+    pub fn reachable(&self) -> bool {
+        self.answering() && !self.implausible
+    }
+}
+
+/// The whole fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fleet {
+    nodes: BTreeMap<String, NodeState>,
+    best: Option<u64>,
+    best_since: Option<Timestamp>,
+}
+
+/// A node's line in the fleet view (served by `GET /api/v1/nodes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub role: Role,
+    /// "ok", "down" (failing), "implausible_height" or "unknown" (not probed yet).
+    pub state: String,
+    pub height: Option<u64>,
+    pub lag: Option<u64>,
+    pub height_since: Option<Timestamp>,
+    pub connections: Option<u32>,
+    pub latency_ms: Option<u64>,
+    pub user_agent: Option<String>,
+    pub network: Option<u32>,
+    pub msperblock: Option<u64>,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub consecutive_failures: u32,
+    pub last_probe_at: Option<Timestamp>,
+    pub last_ok_at: Option<Timestamp>,
+}
+
+impl Fleet {
+    pub fn new(specs: &[NodeSpec]) -> Self {
+        Self {
+            nodes: specs
+                .iter()
+                .map(|s| (s.name.clone(), NodeState::new(s)))
+                .collect(),
+            best: None,
+            best_since: None,
+        }
+    }
+
+    /// Restore what a previous run knew of a node's height (so a stall that began before a
+    /// restart is still measured from its real start).
+    pub fn restore(&mut self, node: &str, height: u64, since: Timestamp) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            if n.height.is_none() {
+                n.height = Some(height);
+                n.height_since = Some(since);
+            }
+        }
+    }
+
+    /// Take one probe result into account. Unknown node names are ignored.
+    pub fn record(&mut self, obs: Observation) {
+        let Some(n) = self.nodes.get_mut(&obs.node) else {
+            return;
+        };
+        match &obs.outcome {
+            Ok(status) => {
+                let h = status.height();
+                if n.height != Some(h) {
+                    n.height = Some(h);
+                    n.height_since = Some(obs.at);
+                }
+                n.consecutive_failures = 0;
+                n.failing_since = None;
+                n.last_ok_at = Some(obs.at);
+                if let Some(v) = &status.version {
+                    n.version = Some(v.clone());
+                }
+            }
+            Err(_) => {
+                n.consecutive_failures += 1;
+                n.failing_since.get_or_insert(obs.at);
+            }
+        }
+        n.last = Some(obs);
+    }
+
+    /// Close a probe round: screen out implausible heights and move the best height.
+    ///
+    /// A height is believed when a second node corroborates it (or it is the only one): the
+    /// reference is the second-highest answering height. A node more than
+    /// `cfg.implausible_lead` blocks above the reference is marked implausible.
+    pub fn end_round(&mut self, cfg: &DetectConfig, now: Timestamp) {
+        let mut heights: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.answering())
+            .filter_map(|n| n.height)
+            .collect();
+        heights.sort_unstable_by(|a, b| b.cmp(a));
+        let reference = heights.get(1).or(heights.first()).copied();
+        for n in self.nodes.values_mut() {
+            n.implausible = match (reference, n.height, n.answering()) {
+                (Some(r), Some(h), true) => h > r.saturating_add(cfg.implausible_lead),
+                _ => false,
+            };
+        }
+        let best = self
+            .nodes
+            .values()
+            .filter(|n| n.reachable())
+            .filter_map(|n| n.height)
+            .max();
+        if let Some(b) = best {
+            if self.best.is_none_or(|old| b > old) {
+                self.best_since = Some(now);
+            }
+            self.best = Some(b);
+        }
+    }
+
+    /// The highest believable height of an answering node (kept when all nodes fail).
+    pub fn best_height(&self) -> Option<u64> {
+        self.best
+    }
+
+    /// When the best height last went up.
+    pub fn best_since(&self) -> Option<Timestamp> {
+        self.best_since
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.get(name)
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeState> {
+        self.nodes.values()
+    }
+
+    /// Blocks a node is behind the best height.
+    pub fn lag(&self, node: &NodeState) -> Option<u64> {
+        Some(self.best?.saturating_sub(node.height?))
+    }
+
+    /// The target block time: what most nodes' `getversion` says (validators first), else
+    /// `fallback`. Never hard-coded: TestNet and MainNet differ.
+    pub fn msperblock(&self, fallback: u64) -> u64 {
+        let mut counts: BTreeMap<(bool, u64), usize> = BTreeMap::new();
+        for n in self.nodes.values() {
+            if let Some(ms) = n.version.as_ref().and_then(|v| v.msperblock) {
+                *counts.entry((n.role == Role::Validator, ms)).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|((validator, _), count)| (*validator, *count))
+            .map(|((_, ms), _)| ms)
+            .filter(|ms| *ms > 0)
+            .unwrap_or(fallback)
+    }
+
+    /// The fleet view, one line per node.
+    pub fn view(&self) -> Vec<NodeView> {
+        self.nodes
+            .values()
+            .map(|n| {
+                let last = n.last.as_ref();
+                let status = last.and_then(|o| o.status());
+                let failure = last.and_then(|o| o.failure());
+                let state = match (last, n.implausible) {
+                    (None, _) => "unknown",
+                    (Some(_), true) => "implausible_height",
+                    (Some(o), false) if o.outcome.is_ok() => "ok",
+                    _ => "down",
+                };
+                let (error_kind, error) = if n.implausible {
+                    (
+                        Some("implausible_height".to_string()),
+                        Some(format!(
+                            "claims height {} that no other node corroborates (best believable {})",
+                            n.height.unwrap_or_default(),
+                            self.best.unwrap_or_default()
+                        )),
+                    )
+                } else {
+                    (
+                        failure.map(|f| f.kind.as_str().to_string()),
+                        failure.map(|f| f.to_string()),
+                    )
+                };
+                NodeView {
+                    name: n.name.clone(),
+                    role: n.role,
+                    state: state.to_string(),
+                    height: n.height,
+                    lag: if n.reachable() { self.lag(n) } else { None },
+                    height_since: n.height_since,
+                    connections: status.and_then(|s| s.connections),
+                    latency_ms: last.map(|o| o.latency_ms),
+                    user_agent: n.version.as_ref().map(|v| v.user_agent.clone()),
+                    network: n.version.as_ref().and_then(|v| v.network),
+                    msperblock: n.version.as_ref().and_then(|v| v.msperblock),
+                    error_kind,
+                    error,
+                    consecutive_failures: n.consecutive_failures,
+                    last_probe_at: last.map(|o| o.at),
+                    last_ok_at: n.last_ok_at,
+                }
+            })
+            .collect()
+    }
+}
