@@ -1,0 +1,137 @@
+//! The API over a real listener on port 0 and a real SQLite store.
+
+use jiff::Timestamp;
+use neo_ir_core::incident::{reconcile, Assessment, Finding, IncidentKind, Severity};
+use neo_ir_store::Store;
+use serde_json::Value;
+
+async fn start(store: Store) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(neo_ir_server::serve(listener, store, async {
+        let _ = rx.await;
+    }));
+    (format!("http://{addr}"), tx)
+}
+
+fn finding(key: &str) -> Finding {
+    Finding {
+        key: key.into(),
+        kind: IncidentKind::ConsensusFailure,
+        severity: Severity::P1,
+        nodes: vec!["validator-1".into(), "validator-2".into()],
+        summary: "chain stalled at height 7".into(),
+        evidence: serde_json::json!({"height": 7, "stalled_ms": 4200}),
+    }
+}
+
+#[tokio::test]
+async fn incidents_nodes_health_and_errors() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let t0 = Timestamp::from_second(1_767_225_600).unwrap();
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        let a = Assessment {
+            findings: vec![finding(key)],
+            ..Default::default()
+        };
+        let at = t0 + jiff::SignedDuration::from_secs(i as i64);
+        for c in reconcile(&[], &a, at) {
+            store.apply(&c).await.unwrap();
+        }
+    }
+    // resolve "a"
+    let open = store.open_incidents().await.unwrap();
+    let only_bc = Assessment {
+        findings: vec![finding("b"), finding("c")],
+        ..Default::default()
+    };
+    for c in reconcile(&open, &only_bc, t0 + jiff::SignedDuration::from_secs(9)) {
+        store.apply(&c).await.unwrap();
+    }
+
+    let (base, _stop) = start(store).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (s, body) = get("/healthz").await;
+    assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
+    let (s, _) = get("/readyz").await;
+    assert_eq!(s, 200);
+
+    let (s, body) = get("/api/v1/incidents").await;
+    assert_eq!(s, 200);
+    let list = body["incidents"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "open only by default: {body}");
+    assert_eq!(list[0]["key"], "c", "newest first");
+    let inc = &list[0];
+    for field in [
+        "id",
+        "kind",
+        "severity",
+        "status",
+        "nodes",
+        "opened_at",
+        "resolved_at",
+        "summary",
+        "evidence",
+    ] {
+        assert!(inc.get(field).is_some(), "missing {field} in {inc}");
+    }
+    assert_eq!(inc["kind"], "consensus_failure");
+    assert_eq!(inc["severity"], "P1");
+    assert_eq!(inc["status"], "detected");
+    assert_eq!(inc["opened_at"], "2026-01-01T00:00:02Z");
+    assert!(inc["resolved_at"].is_null());
+    assert_eq!(inc["evidence"]["height"], 7);
+
+    let (_, body) = get("/api/v1/incidents?status=all").await;
+    let all = body["incidents"].as_array().unwrap();
+    assert_eq!(all.len(), 3);
+    let resolved = all.iter().find(|i| i["key"] == "a").unwrap();
+    assert_eq!(resolved["status"], "resolved");
+    assert_eq!(resolved["resolved_at"], "2026-01-01T00:00:09Z");
+
+    // pagination
+    let (_, page1) = get("/api/v1/incidents?status=all&limit=2").await;
+    assert_eq!(page1["incidents"].as_array().unwrap().len(), 2);
+    let cursor = page1["next_cursor"].as_str().unwrap().to_string();
+    let (_, page2) = get(&format!(
+        "/api/v1/incidents?status=all&limit=2&cursor={cursor}"
+    ))
+    .await;
+    assert_eq!(page2["incidents"].as_array().unwrap().len(), 1);
+    assert_eq!(page2["incidents"][0]["key"], "a");
+
+    let id = resolved["id"].as_i64().unwrap();
+    let (s, detail) = get(&format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(detail["id"], id);
+    let types: Vec<&str> = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["opened", "resolved"]);
+
+    let (s, body) = get("/api/v1/incidents/424242").await;
+    assert_eq!(s, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (s, body) = get("/api/v1/incidents?status=bogus").await;
+    assert_eq!(s, 400);
+    assert_eq!(body["error"]["code"], "bad_request");
+    let (s, _) = get("/api/v1/nope").await;
+    assert_eq!(s, 404);
+
+    let (s, body) = get("/api/v1/nodes").await;
+    assert_eq!(s, 200);
+    assert!(body["nodes"].as_array().unwrap().is_empty());
+}

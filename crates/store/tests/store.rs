@@ -1,0 +1,134 @@
+//! The SQLite store against a real database file: changes with their timeline, one open
+//! incident per cause, survival across reopen (a restart), node views.
+
+use jiff::Timestamp;
+use neo_ir_core::clock::{Clock, ManualClock};
+use neo_ir_core::fleet::NodeView;
+use neo_ir_core::incident::{
+    reconcile, Assessment, Change, Finding, IncidentKind, Severity, Status,
+};
+use neo_ir_core::Role;
+use neo_ir_store::{ListFilter, Store};
+use std::time::Duration;
+
+fn finding(key: &str, sev: Severity) -> Finding {
+    Finding {
+        key: key.into(),
+        kind: IncidentKind::NodeDown,
+        severity: sev,
+        nodes: vec!["rpc-1".into()],
+        summary: "rpc-1 is down".into(),
+        evidence: serde_json::json!({"error_kind": "refused"}),
+    }
+}
+
+async fn step(store: &Store, a: &Assessment, now: Timestamp) -> Vec<Change> {
+    let open = store.open_incidents().await.unwrap();
+    let changes = reconcile(&open, a, now);
+    for c in &changes {
+        store.apply(c).await.unwrap();
+    }
+    changes
+}
+
+#[tokio::test]
+async fn incident_lifecycle_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let clock = ManualClock::at_epoch_2026();
+    let firing = Assessment {
+        findings: vec![finding("node_down:rpc-1", Severity::P2)],
+        ..Default::default()
+    };
+
+    let store = Store::open(&url).await.unwrap();
+    step(&store, &firing, clock.now()).await;
+    clock.advance(Duration::from_secs(1));
+    assert!(step(&store, &firing, clock.now()).await.is_empty());
+    let first = store.open_incidents().await.unwrap();
+    assert_eq!(first.len(), 1);
+    store.close().await;
+
+    // "restart": a new handle on the same file resumes the same incident
+    let store = Store::open(&url).await.unwrap();
+    let mut raised = firing.clone();
+    raised.findings[0].severity = Severity::P1;
+    clock.advance(Duration::from_secs(1));
+    step(&store, &raised, clock.now()).await;
+    let open = store.open_incidents().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, first[0].id, "same incident after reopen");
+    assert_eq!(open[0].severity, Severity::P1);
+
+    clock.advance(Duration::from_secs(3));
+    step(&store, &Assessment::default(), clock.now()).await;
+    assert!(store.open_incidents().await.unwrap().is_empty());
+    let all = store
+        .list_incidents(ListFilter {
+            all: true,
+            limit: 10,
+            before_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].status, Status::Resolved);
+    assert_eq!(all[0].resolved_at, Some(clock.now()));
+
+    let (inc, timeline) = store.incident(first[0].id).await.unwrap().unwrap();
+    assert_eq!(inc.id, first[0].id);
+    let types: Vec<&str> = timeline.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["opened", "severity_raised", "resolved"]);
+    assert!(store.incident(9999).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn database_refuses_a_second_open_incident_for_one_cause() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let now = Timestamp::from_second(1_767_225_600).unwrap();
+    let a = Assessment {
+        findings: vec![finding("node_down:rpc-1", Severity::P2)],
+        ..Default::default()
+    };
+    let changes = reconcile(&[], &a, now);
+    store.apply(&changes[0]).await.unwrap();
+    // a buggy or racing writer tries to open it again
+    assert!(store.apply(&changes[0]).await.is_err());
+    assert_eq!(store.open_incidents().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn node_views_and_heights_round_trip() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let since = Timestamp::from_second(1_767_225_600).unwrap();
+    let view = NodeView {
+        name: "validator-1".into(),
+        role: Role::Validator,
+        state: "ok".into(),
+        height: Some(42),
+        lag: Some(0),
+        height_since: Some(since),
+        connections: Some(6),
+        latency_ms: Some(2),
+        user_agent: Some("/neo-rs:0.14.0/".into()),
+        network: Some(894710606),
+        msperblock: Some(1000),
+        error_kind: None,
+        error: None,
+        consecutive_failures: 0,
+        last_probe_at: Some(since),
+        last_ok_at: Some(since),
+    };
+    store.save_nodes(&[view.clone()], since).await.unwrap();
+    store.save_nodes(&[view.clone()], since).await.unwrap();
+    assert_eq!(store.nodes().await.unwrap(), vec![view]);
+    let h = store.stored_heights().await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].height, h[0].since), (42, since));
+}
+
+#[tokio::test]
+async fn bad_url_is_a_clear_error() {
+    let e = Store::open("mysql://x").await.unwrap_err();
+    assert!(e.to_string().contains("unsupported store URL"), "{e}");
+}
