@@ -1,1 +1,20 @@
-//! placeholder
+//! neo-ir's Neo N3 JSON-RPC client: probes each node once per round with one batched request
+//! (`getblockcount`, `getbestblockhash`, `getconnectioncount`, cached `getversion`, and the
+//! header at a height when asked), under a hard timeout, a body limit and bounded
+//! concurrency, and reports an `Observation` with either a `ChainStatus` or a typed
+//! `ProbeFailure`.
+//!
+//! - [`parse`]: pure parsing of what neo-cli (C#), neo-go and neo-rs send.
+//! - [`client`]: the [`Prober`] (HTTP, limits, version cache, failure classification).
+//! - [`error`]: [`ProbeError`] and its mapping onto `FailureKind`.
+
+pub mod client;
+pub mod error;
+pub mod parse;
+
+pub use client::{redact_url, BasicAuth, NodeTarget, ProbeConfig, Prober};
+pub use error::ProbeError;
+pub use parse::{
+    parse_response, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse, RpcResponses,
+    StateHeight, StateRoot, Witness,
+};

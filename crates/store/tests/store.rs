@@ -119,8 +119,8 @@ async fn node_views_and_heights_round_trip() {
         last_probe_at: Some(since),
         last_ok_at: Some(since),
     };
-    store.save_nodes(&[view.clone()], since).await.unwrap();
-    store.save_nodes(&[view.clone()], since).await.unwrap();
+    store.save_nodes(std::slice::from_ref(&view), since).await.unwrap();
+    store.save_nodes(std::slice::from_ref(&view), since).await.unwrap();
     assert_eq!(store.nodes().await.unwrap(), vec![view]);
     let h = store.stored_heights().await.unwrap();
     assert_eq!(h.len(), 1);
