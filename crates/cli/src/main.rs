@@ -1,1 +1,161 @@
-fn main() {}
+//! `neo-ir`: the one binary. Parses the command line, sets up logging and hands each
+//! subcommand to its module. Library crates return typed errors; here they become messages
+//! and exit codes (0 ok, 1 the check found a problem, 2 usage or configuration error).
+
+mod demo;
+mod output;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "neo-ir",
+    version,
+    about = "Incident response for Neo N3 node operators: watch nodes, detect incidents, run the playbook",
+    after_help = "Start here: `neo-ir demo` runs a simulated Neo network, breaks it and shows the response."
+)]
+struct Cli {
+    /// Log level or filter (overrides RUST_LOG), e.g. `info` or `neo_ir_watch=debug`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole thing on a built-in simulated Neo network: faults, incidents, summary.
+    ///
+    /// Example: neo-ir demo            (exits 0 after about half a minute)
+    ///          neo-ir demo --keep     (leaves the network, watcher and API running)
+    Demo(demo::DemoArgs),
+    /// Watch the configured Neo nodes, open and resolve incidents, serve the API.
+    ///
+    /// Example: neo-ir watch --config /etc/neo-ir/neo-ir.toml
+    Watch {
+        /// Configuration file (default ./neo-ir.toml, then /etc/neo-ir/neo-ir.toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run a simulated Neo N3 network on loopback ports, with a control API for faults.
+    ///
+    /// Example: neo-ir sim --validators 4 --rpc 3 --msperblock 1000 --base-port 30000
+    Sim(run::SimArgs),
+    /// List incidents (open ones unless --all).
+    ///
+    /// Example: neo-ir incidents --all --json
+    Incidents {
+        /// Include resolved incidents.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON (the same shape as GET /api/v1/incidents).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Show one incident with its evidence and timeline.
+    ///
+    /// Example: neo-ir incident show 3
+    Incident {
+        #[command(subcommand)]
+        action: IncidentAction,
+    },
+    /// Validate a configuration file without starting anything (exit 2 on an error).
+    ///
+    /// Example: neo-ir check-config neo-ir.toml
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum IncidentAction {
+    /// Show one incident with its evidence and timeline.
+    Show {
+        /// The incident id.
+        id: i64,
+        /// Print JSON (the same shape as GET /api/v1/incidents/{id}).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = match cli.command {
+        // the demo prints its own story; library logs would only repeat it
+        Command::Demo(_) => "error",
+        _ => "info",
+    };
+    init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Watch { config } => run::watch(config).await,
+            Command::Sim(args) => run::sim(args).await,
+            Command::Incidents { all, json, store } => run::incidents(all, json, store).await,
+            Command::Incident {
+                action: IncidentAction::Show { id, json, store },
+            } => run::incident_show(id, json, store).await,
+            Command::CheckConfig { file } => run::check_config(&file),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if e
+                .downcast_ref::<neo_ir_core::config::ConfigError>()
+                .is_some()
+            {
+                2
+            } else {
+                1
+            };
+            eprintln!("error: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn init_logging(level: Option<&str>, default_level: &str, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::new(l),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -80,7 +80,7 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
         implausible_height(fleet, n, cfg, &mut a);
         sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
     }
-    consensus_failure(fleet, msperblock, threshold_ms, now, &mut a);
+    consensus_failure(fleet, cfg, msperblock, threshold_ms, now, &mut a);
     a.findings.sort_by(|x, y| x.key.cmp(&y.key));
     a
 }
@@ -240,6 +240,7 @@ fn sync_failure(
 
 fn consensus_failure(
     fleet: &Fleet,
+    cfg: &DetectConfig,
     msperblock: u64,
     threshold_ms: u64,
     now: Timestamp,
@@ -281,11 +282,12 @@ fn consensus_failure(
         nodes,
         summary: format!(
             "chain stalled at height {height}: no new block on any of {} reachable nodes for {} \
-             (threshold {} = {} blocks × {msperblock} ms + grace)",
+             (threshold {} = {} × {msperblock} ms + {})",
             reachable.len(),
             human_ms(stalled_ms),
             human_ms(threshold_ms),
-            threshold_ms.saturating_sub(1000) / msperblock.max(1),
+            cfg.stall_blocks,
+            human_ms(cfg.stall_grace.as_millis() as u64),
         ),
         evidence: json!({
             "height": height,

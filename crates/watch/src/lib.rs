@@ -1,1 +1,250 @@
-//! placeholder
+//! The watch loop, neo-ir's imperative shell around the pure core.
+//!
+//! Every `probe.interval`: probe all nodes at once (one batched JSON-RPC request each,
+//! bounded concurrency, hard timeouts), re-probe at once every node that failed (so a single
+//! failed probe never pages and confirmation never waits for the next round), feed the fleet
+//! view, run the detectors, reconcile findings with the open incidents, and write every
+//! change with its timeline events to the store. The store is the truth: on start the loop
+//! resumes open incidents and each node's last height from it.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use neo_ir_core::clock::{Clock, SystemClock};
+use neo_ir_core::config::Config;
+use neo_ir_core::detect::detect;
+use neo_ir_core::fleet::{Fleet, NodeSpec, NodeView};
+use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
+use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
+use neo_ir_store::Store;
+use tokio::sync::{broadcast, watch};
+
+/// Errors that stop the watcher from starting or running.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("node {node}: environment variable {var} (auth_password_env) is not set")]
+    MissingPassword { node: String, var: String },
+    #[error("cannot build the probe client: {0}")]
+    Probe(#[from] neo_ir_probe::ProbeError),
+    #[error(transparent)]
+    Store(#[from] neo_ir_store::StoreError),
+}
+
+/// What happened to an incident, for live output (the demo, logs, later notifiers).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub what: NoticeKind,
+    pub incident: Incident,
+    pub events: Vec<TimelineEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeKind {
+    Opened,
+    Updated,
+    Resolved,
+}
+
+/// A running watcher's outside handles.
+#[derive(Clone)]
+pub struct WatchHandle {
+    notices: broadcast::Sender<Notice>,
+    rounds: watch::Receiver<u64>,
+}
+
+impl WatchHandle {
+    /// Incident changes as they are stored.
+    pub fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.notices.subscribe()
+    }
+
+    /// Number of completed rounds (changes after every round).
+    pub fn rounds(&self) -> watch::Receiver<u64> {
+        self.rounds.clone()
+    }
+}
+
+/// The watcher: configuration, probe client, store and fleet view.
+pub struct Watcher {
+    config: Config,
+    targets: Vec<(NodeTarget, Option<u64>)>,
+    prober: Prober,
+    store: Store,
+    fleet: Fleet,
+    clock: Arc<dyn Clock>,
+    notices: broadcast::Sender<Notice>,
+    rounds_tx: watch::Sender<u64>,
+    rounds: u64,
+}
+
+impl Watcher {
+    /// Build a watcher. Reads each node's password from its `auth_password_env` variable.
+    pub fn new(config: Config, store: Store) -> Result<Self, WatchError> {
+        let mut targets = Vec::with_capacity(config.nodes.len());
+        for n in &config.nodes {
+            let password = match &n.auth_password_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| WatchError::MissingPassword {
+                    node: n.name.clone(),
+                    var: var.clone(),
+                })?),
+                None => None,
+            };
+            targets.push((NodeTarget::from_config(n, password), None));
+        }
+        let prober = Prober::new(ProbeConfig {
+            timeout: config.probe.timeout,
+            max_body_bytes: config.probe.max_body_bytes,
+            max_concurrency: config.probe.max_concurrency,
+            ..ProbeConfig::default()
+        })?;
+        let specs: Vec<NodeSpec> = config
+            .nodes
+            .iter()
+            .map(|n| NodeSpec {
+                name: n.name.clone(),
+                role: n.role,
+            })
+            .collect();
+        let (notices, _) = broadcast::channel(256);
+        let (rounds_tx, _) = watch::channel(0);
+        Ok(Self {
+            fleet: Fleet::new(&specs),
+            config,
+            targets,
+            prober,
+            store,
+            clock: Arc::new(SystemClock),
+            notices,
+            rounds_tx,
+            rounds: 0,
+        })
+    }
+
+    pub fn handle(&self) -> WatchHandle {
+        WatchHandle {
+            notices: self.notices.clone(),
+            rounds: self.rounds_tx.subscribe(),
+        }
+    }
+
+    /// The current fleet view.
+    pub fn view(&self) -> Vec<NodeView> {
+        self.fleet.view()
+    }
+
+    /// Run rounds until `shutdown` completes. A round in progress is abandoned at shutdown
+    /// only before it writes; writes are transactions, so nothing is half-stored.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
+        let resumed = self.resume().await?;
+        tracing::info!(
+            nodes = self.targets.len(),
+            interval_ms = self.config.probe.interval.as_millis() as u64,
+            resumed_open_incidents = resumed,
+            "watching"
+        );
+        let mut tick = tokio::time::interval(self.config.probe.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {}
+            }
+            let observed = tokio::select! {
+                _ = &mut shutdown => break,
+                o = self.observe() => o,
+            };
+            if let Err(e) = self.decide(observed).await {
+                // The store is unreachable: keep probing, try again next round; nothing is
+                // lost because the next round recomputes everything from observations.
+                tracing::error!(error = %e, "round not stored; retrying next round");
+            }
+        }
+        tracing::info!(rounds = self.rounds, "watcher stopped");
+        Ok(())
+    }
+
+    /// Load what the store knows: each node's last height (for stall timing) and the open
+    /// incidents. Returns the number of open incidents resumed.
+    pub async fn resume(&mut self) -> Result<usize, WatchError> {
+        for h in self.store.stored_heights().await? {
+            self.fleet.restore(&h.node, h.height, h.since);
+        }
+        let open = self.store.open_incidents().await?;
+        for i in &open {
+            tracing::info!(incident = i.id, kind = %i.kind, severity = %i.severity, "resuming open incident");
+        }
+        Ok(open.len())
+    }
+
+    /// Probe every node; re-probe at once the ones that failed.
+    async fn observe(&mut self) -> Vec<neo_ir_core::Observation> {
+        let mut all = self.prober.probe_all(&self.targets).await;
+        let failed: Vec<(NodeTarget, Option<u64>)> = all
+            .iter()
+            .filter(|o| o.outcome.is_err())
+            .filter_map(|o| self.targets.iter().find(|(t, _)| t.name == o.node).cloned())
+            .collect();
+        if !failed.is_empty() {
+            let confirm = self.prober.probe_all(&failed).await;
+            all.extend(confirm);
+        }
+        all
+    }
+
+    /// Feed the observations, detect, reconcile and store one round.
+    async fn decide(
+        &mut self,
+        observations: Vec<neo_ir_core::Observation>,
+    ) -> Result<(), WatchError> {
+        for o in observations {
+            if let Err(f) = &o.outcome {
+                tracing::debug!(node = %o.node, error = %f, "probe failed");
+            }
+            self.fleet.record(o);
+        }
+        let now = self.clock.now();
+        self.fleet.end_round(&self.config.detect, now);
+        let assessment = detect(&self.fleet, &self.config.detect, now);
+        let open = self.store.open_incidents().await?;
+        for change in reconcile(&open, &assessment, now) {
+            let incident = self.store.apply(&change).await?;
+            self.announce(&change, incident);
+        }
+        self.store.save_nodes(&self.fleet.view(), now).await?;
+        self.rounds += 1;
+        self.rounds_tx.send_replace(self.rounds);
+        Ok(())
+    }
+
+    fn announce(&self, change: &Change, incident: Incident) {
+        let (what, events) = match change {
+            Change::Open { event, .. } => (NoticeKind::Opened, vec![event.clone()]),
+            Change::Update { events, .. } => (NoticeKind::Updated, events.clone()),
+            Change::Resolve { event, .. } => (NoticeKind::Resolved, vec![event.clone()]),
+        };
+        match what {
+            NoticeKind::Opened => tracing::warn!(
+                incident = incident.id, kind = %incident.kind, severity = %incident.severity,
+                nodes = ?incident.nodes, "incident opened: {}", incident.summary
+            ),
+            NoticeKind::Resolved => tracing::info!(
+                incident = incident.id, kind = %incident.kind, "incident resolved: {}",
+                events.first().map(|e| e.message.as_str()).unwrap_or_default()
+            ),
+            NoticeKind::Updated if !events.is_empty() => {
+                for e in &events {
+                    tracing::info!(incident = incident.id, kind = %incident.kind, "incident updated: {}", e.message);
+                }
+            }
+            NoticeKind::Updated => {}
+        }
+        if what != NoticeKind::Updated || !events.is_empty() {
+            let _ = self.notices.send(Notice {
+                what,
+                incident,
+                events,
+            });
+        }
+    }
+}

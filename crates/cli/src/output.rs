@@ -1,0 +1,95 @@
+//! Human-readable output: incident tables (≤ 100 columns, local time with zone) and details.
+
+use std::fmt::Write;
+
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use neo_ir_core::incident::{human_ms, Incident, TimelineEvent};
+
+/// Local time with zone, e.g. "2026-11-29 01:02:03 UTC".
+pub fn local(t: Timestamp) -> String {
+    t.to_zoned(TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// The incident list as a table.
+pub fn incident_table(list: &[Incident]) -> String {
+    if list.is_empty() {
+        return "no incidents\n".to_string();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>5}  {:<3}  {:<17}  {:<9}  {:<23}  {}",
+        "ID", "SEV", "KIND", "STATUS", "OPENED", "NODES / SUMMARY"
+    );
+    for i in list {
+        let _ = writeln!(
+            out,
+            "{:>5}  {:<3}  {:<17}  {:<9}  {:<23}  {}",
+            i.id,
+            i.severity.as_str(),
+            i.kind.as_str(),
+            i.status.as_str(),
+            local(i.opened_at),
+            clip(&i.nodes.join(","), 30)
+        );
+        let _ = writeln!(out, "{:>5}  {}", "", clip(&i.summary, 93));
+    }
+    out
+}
+
+/// One incident with evidence and timeline.
+pub fn incident_detail(i: &Incident, timeline: &[TimelineEvent]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Incident {}  {} {}  [{}]",
+        i.id,
+        i.severity,
+        i.kind,
+        i.status.as_str()
+    );
+    let _ = writeln!(out, "Summary:  {}", i.summary);
+    let _ = writeln!(out, "Nodes:    {}", i.nodes.join(", "));
+    let _ = writeln!(out, "Opened:   {}", local(i.opened_at));
+    match i.resolved_at {
+        Some(r) => {
+            let ms = neo_ir_core::clock::millis_between(i.opened_at, r);
+            let _ = writeln!(out, "Resolved: {} (after {})", local(r), human_ms(ms));
+        }
+        None => {
+            let _ = writeln!(out, "Resolved: not yet");
+        }
+    }
+    let _ = writeln!(out, "Evidence:");
+    if let Some(map) = i.evidence.as_object() {
+        for (k, v) in map {
+            if !v.is_null() {
+                let _ = writeln!(out, "  {k:<24} {}", clip(&v.to_string(), 72));
+            }
+        }
+    }
+    let _ = writeln!(out, "Timeline:");
+    for e in timeline {
+        let _ = writeln!(
+            out,
+            "  {}  {:<16} {}",
+            local(e.at),
+            e.event_type,
+            clip(&e.message, 120)
+        );
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! The plain subcommands: `watch`, `sim`, `incidents`, `incident show`, `check-config`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use neo_ir_core::config::{self, Config, DEFAULT_STORE_URL};
+use neo_ir_sim::{SimConfig, SimNetwork};
+use neo_ir_store::{ListFilter, Store};
+use neo_ir_watch::Watcher;
+
+use crate::output;
+
+/// Where the incidents are: `--store URL`, else the store of `--config`, else the default.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// Store URL, e.g. sqlite://neo-ir.db (overrides the config file's store.url).
+    #[arg(long)]
+    store: Option<String>,
+    /// Configuration file to read store.url from.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> anyhow::Result<Store> {
+        let url = match (&self.store, &self.config) {
+            (Some(url), _) => url.clone(),
+            (None, Some(path)) => config::load(path)?.store.url,
+            (None, None) => match find_config() {
+                Some(path) => config::load(&path)?.store.url,
+                None => DEFAULT_STORE_URL.to_string(),
+            },
+        };
+        Store::open(&url)
+            .await
+            .with_context(|| format!("opening the store {url}"))
+    }
+}
+
+/// The default configuration file: ./neo-ir.toml, then /etc/neo-ir/neo-ir.toml.
+fn find_config() -> Option<PathBuf> {
+    ["neo-ir.toml", "/etc/neo-ir/neo-ir.toml"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn load_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Config)> {
+    let path = match path.or_else(find_config) {
+        Some(p) => p,
+        None => {
+            return Err(config::ConfigError {
+                file: PathBuf::from("neo-ir.toml"),
+                line: None,
+                key: None,
+                message: "no configuration file: pass --config FILE or create ./neo-ir.toml".into(),
+            }
+            .into())
+        }
+    };
+    let cfg = config::load(&path)?;
+    Ok((path, cfg))
+}
+
+pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (path, cfg) = load_config(config_path)?;
+    let store = Store::open(&cfg.store.url)
+        .await
+        .with_context(|| format!("opening the store {}", cfg.store.url))?;
+    let (listener, addr) = neo_ir_server::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.server.listen))?;
+    tracing::info!(config = %path.display(), api = %format!("http://{addr}"), store = %cfg.store.url, "neo-ir watch starting");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(neo_ir_server::serve(listener, store.clone(), async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }))
+    };
+    let watcher = Watcher::new(cfg, store.clone())?;
+    let mut rx = stop_rx.clone();
+    let watching = tokio::spawn(watcher.run(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing the current round (a second signal exits at once)");
+    let _ = stop_tx.send(true);
+    tokio::select! {
+        r = watching => { r.context("watcher task")??; }
+        _ = shutdown_signal() => { eprintln!("second signal: exiting now"); return Ok(ExitCode::from(130)); }
+    }
+    let _ = server.await;
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Number of validators (consensus nodes).
+    #[arg(long, default_value_t = 4)]
+    validators: u32,
+    /// Number of RPC nodes.
+    #[arg(long, default_value_t = 3)]
+    rpc: u32,
+    /// Target block time in milliseconds (served in getversion).
+    #[arg(long, default_value_t = 1000)]
+    msperblock: u64,
+    /// First port: node i listens on base-port + i, the control API after the last node.
+    /// 0 picks free ports.
+    #[arg(long, default_value_t = 0)]
+    base_port: u16,
+}
+
+pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    let net = SimNetwork::start(SimConfig {
+        validators: args.validators,
+        rpc: args.rpc,
+        msperblock: args.msperblock,
+        base_port: args.base_port,
+        ..SimConfig::default()
+    })
+    .await
+    .context("starting the simulated network")?;
+    println!(
+        "simulated Neo N3 network: {} validators, {} RPC nodes, {} ms blocks",
+        args.validators, args.rpc, args.msperblock
+    );
+    println!(
+        "control API: {}  (see crates/sim/CONTROL_API.md)",
+        net.control_url()
+    );
+    println!("\n# a neo-ir.toml for this network:");
+    for n in net.nodes() {
+        let role = match n.role {
+            neo_ir_sim::SimRole::Validator => "validator",
+            neo_ir_sim::SimRole::Rpc => "rpc",
+        };
+        println!(
+            "[[nodes]]\nname = \"{}\"\nrpc = \"{}\"\nrole = \"{role}\"\n",
+            n.name, n.rpc_url
+        );
+    }
+    println!("# example fault: curl -X POST {}/nodes/rpc-1/fault -d '{{\"fault\":\"crash\"}}' -H 'content-type: application/json'", net.control_url());
+    println!("# Ctrl-C stops the network.");
+    shutdown_signal().await;
+    net.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn incidents(all: bool, json: bool, store: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = store.open().await?;
+    let list = store
+        .list_incidents(ListFilter {
+            all,
+            limit: 1000,
+            before_id: None,
+        })
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"incidents": list, "next_cursor": null})
+            )?
+        );
+    } else {
+        print!("{}", output::incident_table(&list));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn incident_show(id: i64, json: bool, store: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = store.open().await?;
+    let Some((incident, timeline)) = store.incident(id).await? else {
+        eprintln!("error: incident {id} does not exist");
+        return Ok(ExitCode::from(1));
+    };
+    if json {
+        let mut v = serde_json::to_value(&incident)?;
+        v["timeline"] = serde_json::to_value(&timeline)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", output::incident_detail(&incident, &timeline));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = config::load(file)?;
+    let validators = cfg
+        .nodes
+        .iter()
+        .filter(|n| n.role == neo_ir_core::Role::Validator)
+        .count();
+    println!(
+        "{}: ok ({} nodes: {} validators, {} RPC; probe every {:?}, timeout {:?}; store {}; API {})",
+        file.display(),
+        cfg.nodes.len(),
+        validators,
+        cfg.nodes.len() - validators,
+        cfg.probe.interval,
+        cfg.probe.timeout,
+        cfg.store.url,
+        cfg.server.listen
+    );
+    Ok(ExitCode::SUCCESS)
+}
