@@ -1,0 +1,591 @@
+//! The `Prober`: one HTTP client for the whole fleet that sends one batched JSON-RPC request
+//! per node per round, under a hard timeout (headers and body), a body-size limit (counted
+//! after decompression, while streaming) and a bound on requests in flight, and turns every
+//! outcome into an `Observation` with a typed failure.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use neo_ir_core::config::{NodeConfig, ProbeSettings};
+use neo_ir_core::{ChainStatus, NodeVersion, Observation, Role};
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE};
+use serde_json::{json, Value};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::error::ProbeError;
+use crate::parse::{
+    parse_block_count, parse_connection_count, parse_hash, parse_header, parse_response,
+    parse_version, RpcError,
+};
+
+/// Limits of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    /// Hard deadline of one request to one node, connection, headers and body included.
+    pub timeout: Duration,
+    /// Largest response body accepted, counted after gzip decompression.
+    pub max_body_bytes: usize,
+    /// Most requests in flight at once, over all nodes.
+    pub max_concurrency: usize,
+    /// How long a cached `getversion` answer is reused before it is asked again.
+    pub version_refresh: Duration,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(2),
+            max_body_bytes: 8 * 1024 * 1024,
+            max_concurrency: 32,
+            version_refresh: Duration::from_secs(600),
+        }
+    }
+}
+
+impl From<&ProbeSettings> for ProbeConfig {
+    fn from(s: &ProbeSettings) -> Self {
+        Self {
+            timeout: s.timeout,
+            max_body_bytes: s.max_body_bytes,
+            max_concurrency: s.max_concurrency,
+            ..Self::default()
+        }
+    }
+}
+
+/// HTTP Basic-auth credentials. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One node to probe. `Debug` and `Display` never show a password (neither the Basic-auth
+/// one nor one written into the URL).
+#[derive(Clone, PartialEq, Eq)]
+pub struct NodeTarget {
+    pub name: String,
+    /// JSON-RPC endpoint, e.g. `http://10.0.0.5:10332`.
+    pub rpc_url: String,
+    pub role: Role,
+    pub auth: Option<BasicAuth>,
+}
+
+impl NodeTarget {
+    pub fn new(name: impl Into<String>, rpc_url: impl Into<String>, role: Role) -> Self {
+        Self {
+            name: name.into(),
+            rpc_url: rpc_url.into(),
+            role,
+            auth: None,
+        }
+    }
+
+    pub fn with_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(BasicAuth {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// A target from the configuration; `password` is the value of the node's
+    /// `auth_password_env` variable, read by the caller.
+    pub fn from_config(node: &NodeConfig, password: Option<String>) -> Self {
+        Self {
+            name: node.name.clone(),
+            rpc_url: node.rpc.clone(),
+            role: node.role,
+            auth: node.auth_user.as_ref().map(|user| BasicAuth {
+                user: user.clone(),
+                password: password.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// The RPC URL with any password in it replaced.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.rpc_url)
+    }
+}
+
+impl fmt::Debug for NodeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NodeTarget")
+            .field("name", &self.name)
+            .field("rpc_url", &self.redacted_url())
+            .field("role", &self.role)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+impl fmt::Display for NodeTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.redacted_url())
+    }
+}
+
+/// `url` with the password of its user-info part replaced; an unparsable URL is not shown.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                // Only fails for URLs that cannot have credentials, which have none.
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<invalid URL>".to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedVersion {
+    url: String,
+    version: NodeVersion,
+    fetched: Instant,
+}
+
+struct Inner {
+    cfg: ProbeConfig,
+    client: reqwest::Client,
+    permits: Semaphore,
+    versions: Mutex<HashMap<String, CachedVersion>>,
+}
+
+/// The JSON-RPC client of the whole fleet. Cheap to clone (shared state behind an `Arc`).
+#[derive(Clone)]
+pub struct Prober {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Prober {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prober")
+            .field("cfg", &self.inner.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Methods of the probe batch, in the order they are sent (ids 1, 2, ...).
+const METHOD_BLOCK_COUNT: &str = "getblockcount";
+const METHOD_BEST_HASH: &str = "getbestblockhash";
+const METHOD_CONNECTIONS: &str = "getconnectioncount";
+const METHOD_VERSION: &str = "getversion";
+const METHOD_HEADER: &str = "getblockheader";
+
+impl Prober {
+    pub fn new(cfg: ProbeConfig) -> Result<Prober, ProbeError> {
+        if cfg.timeout.is_zero() {
+            return Err(ProbeError::Other("probe timeout must be above zero".into()));
+        }
+        if cfg.max_body_bytes == 0 {
+            return Err(ProbeError::Other(
+                "probe max_body_bytes must be above zero".into(),
+            ));
+        }
+        if cfg.max_concurrency == 0 || cfg.max_concurrency > Semaphore::MAX_PERMITS {
+            return Err(ProbeError::Other(format!(
+                "probe max_concurrency must be between 1 and {}",
+                Semaphore::MAX_PERMITS
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .gzip(true)
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            // Below the keep-alive timeouts of the nodes' HTTP servers, so an idle connection
+            // is dropped by us before the node closes it under a request.
+            .pool_idle_timeout(Duration::from_secs(15))
+            .user_agent(concat!("neo-ir/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProbeError::Other(format!("building the HTTP client: {e}")))?;
+        Ok(Prober {
+            inner: Arc::new(Inner {
+                permits: Semaphore::new(cfg.max_concurrency),
+                cfg,
+                client,
+                versions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ProbeConfig {
+        &self.inner.cfg
+    }
+
+    /// One batched HTTP POST: `getblockcount`, `getbestblockhash`, `getconnectioncount`,
+    /// plus `getversion` when it is not cached (or is older than `version_refresh`, or the
+    /// node failed since), plus `getblockheader [h, true]` when `header_at` is `Some(h)`.
+    ///
+    /// `at` is taken once a concurrency slot is free, so `latency_ms` measures the node and
+    /// not the queue. An error on `getconnectioncount`, `getversion` or `getblockheader`
+    /// alone is not a failure: that field is `None`.
+    pub async fn probe(&self, target: &NodeTarget, header_at: Option<u64>) -> Observation {
+        let _permit = self.permit().await;
+        let at = Timestamp::now();
+        let start = Instant::now();
+        let outcome = self.probe_inner(target, header_at).await;
+        let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let outcome = outcome.map_err(|e| {
+            self.forget_version(&target.name);
+            tracing::debug!(node = %target.name, kind = e.kind().as_str(), error = %e, "probe failed");
+            e.to_failure()
+        });
+        Observation {
+            node: target.name.clone(),
+            at,
+            latency_ms,
+            outcome,
+        }
+    }
+
+    /// Probe all targets concurrently (at most `max_concurrency` requests in flight), each
+    /// under its own hard timeout. Observations come back in the order of `targets`.
+    pub async fn probe_all(&self, targets: &[(NodeTarget, Option<u64>)]) -> Vec<Observation> {
+        futures::future::join_all(targets.iter().map(|(t, h)| self.probe(t, *h))).await
+    }
+
+    /// One JSON-RPC call (a single request object, not a batch). A JSON-RPC error comes back
+    /// as `ProbeError::Rpc` (or `Auth` for access-denied codes).
+    pub async fn call(
+        &self,
+        target: &NodeTarget,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, ProbeError> {
+        let _permit = self.permit().await;
+        let mut out = self.exchange(target, &[(method, params)], false).await?;
+        match out.pop() {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(ProbeError::from_rpc(method, e)),
+            None => Err(ProbeError::Malformed("no answer in the response".into())),
+        }
+    }
+
+    /// Several calls in one batched POST; the results come back in the order of `calls`,
+    /// whatever order the node answered in. Per-call JSON-RPC errors stay per call.
+    pub async fn batch(
+        &self,
+        target: &NodeTarget,
+        calls: &[(&str, Value)],
+    ) -> Result<Vec<Result<Value, RpcError>>, ProbeError> {
+        if calls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _permit = self.permit().await;
+        self.exchange(target, calls, true).await
+    }
+
+    /// The cached `getversion` answer of a node, if any.
+    pub fn cached_version(&self, node: &str) -> Option<NodeVersion> {
+        self.versions().get(node).map(|c| c.version.clone())
+    }
+
+    /// Drop the cached `getversion` answer of a node, so the next probe asks again.
+    pub fn forget_version(&self, node: &str) {
+        self.versions().remove(node);
+    }
+
+    fn versions(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedVersion>> {
+        self.inner
+            .versions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn fresh_version(&self, target: &NodeTarget) -> Option<NodeVersion> {
+        self.versions()
+            .get(&target.name)
+            .filter(|c| {
+                c.url == target.rpc_url && c.fetched.elapsed() < self.inner.cfg.version_refresh
+            })
+            .map(|c| c.version.clone())
+    }
+
+    fn remember_version(&self, target: &NodeTarget, version: NodeVersion) {
+        self.versions().insert(
+            target.name.clone(),
+            CachedVersion {
+                url: target.rpc_url.clone(),
+                version,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    async fn permit(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this always yields a permit.
+        self.inner.permits.acquire().await.ok()
+    }
+
+    async fn probe_inner(
+        &self,
+        target: &NodeTarget,
+        header_at: Option<u64>,
+    ) -> Result<ChainStatus, ProbeError> {
+        let cached = self.fresh_version(target);
+        let mut calls: Vec<(&str, Value)> = vec![
+            (METHOD_BLOCK_COUNT, json!([])),
+            (METHOD_BEST_HASH, json!([])),
+            (METHOD_CONNECTIONS, json!([])),
+        ];
+        if cached.is_none() {
+            calls.push((METHOD_VERSION, json!([])));
+        }
+        if let Some(h) = header_at {
+            calls.push((METHOD_HEADER, json!([h, true])));
+        }
+        let mut results = self.exchange(target, &calls, true).await?.into_iter();
+        let mut next = || {
+            results
+                .next()
+                .ok_or_else(|| ProbeError::Malformed("fewer answers than calls".into()))
+        };
+
+        let block_count = match next()? {
+            Ok(v) => parse_block_count(&v)
+                .map_err(|e| ProbeError::Malformed(format!("{METHOD_BLOCK_COUNT}: {e}")))?,
+            Err(e) => return Err(ProbeError::from_rpc(METHOD_BLOCK_COUNT, e)),
+        };
+        let best_hash = match next()? {
+            Ok(v) => parse_hash(&v)
+                .map_err(|e| ProbeError::Malformed(format!("{METHOD_BEST_HASH}: {e}")))?,
+            Err(e) => return Err(ProbeError::from_rpc(METHOD_BEST_HASH, e)),
+        };
+        let connections = match next()? {
+            Ok(v) => parse_connection_count(&v)
+                .inspect_err(|e| debug_optional(target, METHOD_CONNECTIONS, e))
+                .ok(),
+            Err(e) => {
+                debug_optional(target, METHOD_CONNECTIONS, &e);
+                None
+            }
+        };
+        let version = match cached {
+            Some(v) => Some(v),
+            None => match next()? {
+                Ok(v) => match parse_version(&v) {
+                    Ok(ver) => {
+                        self.remember_version(target, ver.clone());
+                        Some(ver)
+                    }
+                    Err(e) => {
+                        debug_optional(target, METHOD_VERSION, &e);
+                        None
+                    }
+                },
+                Err(e) => {
+                    debug_optional(target, METHOD_VERSION, &e);
+                    None
+                }
+            },
+        };
+        let header = match header_at {
+            None => None,
+            Some(h) => match next()? {
+                Ok(v) => match parse_header(&v) {
+                    Ok(hdr) if hdr.index == h => Some(hdr),
+                    Ok(hdr) => {
+                        tracing::warn!(node = %target.name, asked = h, got = hdr.index,
+                            "getblockheader answered another height; ignored");
+                        None
+                    }
+                    Err(e) => {
+                        debug_optional(target, METHOD_HEADER, &e);
+                        None
+                    }
+                },
+                Err(e) => {
+                    debug_optional(target, METHOD_HEADER, &e);
+                    None
+                }
+            },
+        };
+        Ok(ChainStatus {
+            block_count,
+            best_hash,
+            connections,
+            version,
+            header,
+        })
+    }
+
+    /// Send `calls` (ids 1..=n) as one POST, as an array when `as_batch`, and match the
+    /// answers to the calls by id.
+    async fn exchange(
+        &self,
+        target: &NodeTarget,
+        calls: &[(&str, Value)],
+        as_batch: bool,
+    ) -> Result<Vec<Result<Value, RpcError>>, ProbeError> {
+        let requests: Vec<Value> = calls
+            .iter()
+            .zip(1u64..)
+            .map(|((method, params), id)| {
+                let params = if params.is_null() {
+                    json!([])
+                } else {
+                    params.clone()
+                };
+                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+            })
+            .collect();
+        let body = if as_batch || requests.len() != 1 {
+            serde_json::to_vec(&requests)
+        } else {
+            serde_json::to_vec(&requests[0])
+        }
+        .map_err(|e| ProbeError::Other(format!("encoding the request: {e}")))?;
+        let ids: Vec<u64> = (1..=calls.len() as u64).collect();
+        let answer = self.post(target, body).await?;
+        Ok(parse_response(&answer)?.results_for(&ids)?)
+    }
+
+    /// POST `body`, under the hard timeout, and read the answer up to the body limit.
+    async fn post(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
+        let timeout = self.inner.cfg.timeout;
+        let res = match tokio::time::timeout(timeout, self.post_inner(target, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout(timeout)),
+        };
+        if res.is_err() {
+            self.forget_version(&target.name);
+        }
+        res
+    }
+
+    async fn post_inner(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
+        let cfg = &self.inner.cfg;
+        let url = reqwest::Url::parse(&target.rpc_url)
+            .map_err(|e| ProbeError::Other(format!("invalid RPC URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ProbeError::Other(format!(
+                "RPC URL {} is not http or https",
+                target.redacted_url()
+            )));
+        }
+        let mut req = self
+            .inner
+            .client
+            .post(url)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .body(body);
+        if let Some(auth) = &target.auth {
+            req = req.basic_auth(&auth.user, Some(&auth.password));
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| ProbeError::from_reqwest(e, cfg.timeout))?;
+
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(ProbeError::Auth {
+                http_status: Some(status.as_u16()),
+                rpc_code: None,
+                message: format!("HTTP {status}"),
+            });
+        }
+        if !status.is_success() {
+            return Err(ProbeError::HttpStatus {
+                status: status.as_u16(),
+            });
+        }
+
+        let limit = cfg.max_body_bytes;
+        let declared = resp.content_length();
+        if let Some(len) = declared {
+            if len > limit as u64 {
+                return Err(ProbeError::TooLarge {
+                    limit,
+                    declared: Some(len),
+                });
+            }
+        }
+        // Stream the (decompressed) body and stop at the limit: a 50 MB answer or a gzip
+        // bomb is never held in memory.
+        let mut buf = Vec::with_capacity(declared.map_or(8 * 1024, |l| l as usize).min(limit));
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| ProbeError::from_reqwest(e, cfg.timeout))?
+        {
+            if buf.len() + chunk.len() > limit {
+                return Err(ProbeError::TooLarge {
+                    limit,
+                    declared: None,
+                });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf)
+    }
+}
+
+fn debug_optional(target: &NodeTarget, method: &str, error: &dyn std::fmt::Display) {
+    tracing::debug!(node = %target.name, method, error = %error, "optional call failed; field left empty");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let t = NodeTarget::new("n1", "http://ops:hunter2@10.0.0.5:10332/", Role::Validator)
+            .with_auth("neo", "s3cr3t");
+        let dbg = format!("{t:?}");
+        let shown = t.to_string();
+        for s in [&dbg, &shown] {
+            assert!(!s.contains("hunter2"), "{s}");
+            assert!(!s.contains("s3cr3t"), "{s}");
+            assert!(s.contains("10.0.0.5:10332"), "{s}");
+        }
+        assert!(dbg.contains("neo"));
+        assert_eq!(redact_url("not a url"), "<invalid URL>");
+        assert_eq!(
+            redact_url("http://127.0.0.1:10332"),
+            "http://127.0.0.1:10332/"
+        );
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(Prober::new(ProbeConfig::default()).is_ok());
+        for bad in [
+            ProbeConfig {
+                timeout: Duration::ZERO,
+                ..ProbeConfig::default()
+            },
+            ProbeConfig {
+                max_concurrency: 0,
+                ..ProbeConfig::default()
+            },
+            ProbeConfig {
+                max_body_bytes: 0,
+                ..ProbeConfig::default()
+            },
+        ] {
+            assert!(matches!(Prober::new(bad), Err(ProbeError::Other(_))));
+        }
+        let from = ProbeConfig::from(&ProbeSettings::default());
+        assert_eq!(from, ProbeConfig::default());
+    }
+}

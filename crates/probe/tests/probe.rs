@@ -1,0 +1,834 @@
+//! Integration tests of the `Prober` against real HTTP servers (axum) on 127.0.0.1: healthy
+//! nodes answering fixture-shaped batches, and every way a node can fail (refused, reset,
+//! hang, garbage, huge or gzip-bomb bodies, HTTP and JSON-RPC errors), plus Basic auth,
+//! version caching and bounded concurrency.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use neo_ir_core::{FailureKind, Observation, ProbeFailure, Role};
+use neo_ir_probe::{NodeTarget, ProbeConfig, ProbeError, Prober};
+use serde_json::{json, Value};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
+const BEST: &str = "0x9d3276785e7306daf59a3f3b9e31912c095598bbfb8a4476b821b0e59be4c57a";
+/// "neo:s3cr3t-pa55" in base64.
+const GOOD_AUTH: &str = "Basic bmVvOnMzY3IzdC1wYTU1";
+const PASSWORD: &str = "s3cr3t-pa55";
+
+fn fixture_result(rel: &str) -> Value {
+    let text = std::fs::read_to_string(format!("{FIXTURES}{rel}")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["result"].clone()
+}
+
+async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.unwrap();
+    });
+    addr
+}
+
+fn target(name: &str, addr: SocketAddr) -> NodeTarget {
+    NodeTarget::new(name, format!("http://{addr}/"), Role::Validator)
+}
+
+fn prober_with(timeout_ms: u64, f: impl FnOnce(&mut ProbeConfig)) -> Prober {
+    let mut cfg = ProbeConfig {
+        timeout: Duration::from_millis(timeout_ms),
+        ..ProbeConfig::default()
+    };
+    f(&mut cfg);
+    Prober::new(cfg).unwrap()
+}
+
+fn prober(timeout_ms: u64) -> Prober {
+    prober_with(timeout_ms, |_| {})
+}
+
+fn failure(o: &Observation) -> &ProbeFailure {
+    o.failure()
+        .unwrap_or_else(|| panic!("expected a failure, got {:?}", o.outcome))
+}
+
+// ---------------------------------------------------------------------------------------
+// A fake Neo node that answers like the fixtures (batch answers reversed, to check that the
+// client matches by id).
+
+#[derive(Default)]
+struct Opts {
+    block_count: u64,
+    count_error: Option<i64>,
+    hash_error: Option<i64>,
+    conn_error: bool,
+    version_error: bool,
+    string_ids: bool,
+    gzip: bool,
+    expect_auth: Option<&'static str>,
+    /// Sleep before answering (for the concurrency test).
+    delay: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Node {
+    opts: Opts,
+    requests: Mutex<Vec<Value>>,
+    headers: Mutex<Vec<HeaderMap>>,
+    fail_http: AtomicBool,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
+}
+
+impl Node {
+    fn new(opts: Opts) -> Arc<Node> {
+        Arc::new(Node {
+            opts: Opts {
+                block_count: if opts.block_count == 0 {
+                    1001
+                } else {
+                    opts.block_count
+                },
+                ..opts
+            },
+            ..Node::default()
+        })
+    }
+
+    fn methods(&self, i: usize) -> Vec<String> {
+        let reqs = self.requests.lock().unwrap();
+        let calls = match &reqs[i] {
+            Value::Array(a) => a.clone(),
+            single => vec![single.clone()],
+        };
+        calls
+            .iter()
+            .map(|c| c["method"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+async fn spawn_node(node: Arc<Node>) -> SocketAddr {
+    serve(
+        Router::new()
+            .route("/", post(node_handler))
+            .with_state(node),
+    )
+    .await
+}
+
+async fn node_handler(State(node): State<Arc<Node>>, headers: HeaderMap, body: Bytes) -> Response {
+    node.headers.lock().unwrap().push(headers.clone());
+    let now = node.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    node.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    if let Some(d) = node.opts.delay {
+        tokio::time::sleep(d).await;
+    }
+    node.in_flight.fetch_sub(1, Ordering::SeqCst);
+
+    if let Some(expected) = node.opts.expect_auth {
+        let got = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        if got != Some(expected.as_bytes()) {
+            return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+        }
+    }
+    if node.fail_http.load(Ordering::SeqCst) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
+    }
+    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    node.requests.lock().unwrap().push(req.clone());
+    let answer = match &req {
+        Value::Array(calls) => Value::Array(
+            calls
+                .iter()
+                .rev()
+                .map(|c| answer_one(&node.opts, c))
+                .collect(),
+        ),
+        single => answer_one(&node.opts, single),
+    };
+    let bytes = serde_json::to_vec(&answer).unwrap();
+    if node.opts.gzip {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&bytes).unwrap();
+        let gz = enc.finish().unwrap();
+        return (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CONTENT_ENCODING, "gzip"),
+            ],
+            gz,
+        )
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn rpc_error(id: Value, code: i64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+}
+
+fn answer_one(opts: &Opts, call: &Value) -> Value {
+    let id = if opts.string_ids {
+        Value::String(call["id"].to_string())
+    } else {
+        call["id"].clone()
+    };
+    let result = match call["method"].as_str().unwrap_or("") {
+        "getblockcount" => match opts.count_error {
+            Some(code) => return rpc_error(id, code, "refused"),
+            None => json!(opts.block_count),
+        },
+        "getbestblockhash" => match opts.hash_error {
+            Some(code) => return rpc_error(id, code, "refused"),
+            None => json!(BEST),
+        },
+        "getconnectioncount" if opts.conn_error => {
+            return rpc_error(id, -32601, "Method not found")
+        }
+        "getconnectioncount" => json!(7),
+        "getversion" if opts.version_error => return rpc_error(id, -32601, "Method not found"),
+        "getversion" => fixture_result("mainnet-getversion/getversion-neogo.json"),
+        "getblockheader" => {
+            let mut h =
+                fixture_result("neo-rs-0.14-testnet-genesis/rpc-getblockheader-0-verbose.json");
+            h["index"] = call["params"][0].clone();
+            h
+        }
+        "getblockhash" => match call["params"][0].as_u64() {
+            Some(0) => json!(BEST),
+            _ => return rpc_error(id, -109, "Unknown height"),
+        },
+        _ => return rpc_error(id, -32601, "Method not found"),
+    };
+    json!({"jsonrpc": "2.0", "id": id, "result": result})
+}
+
+/// A server that answers every POST with a fixed response.
+async fn spawn_fixed(
+    status: StatusCode,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Vec<u8>,
+) -> SocketAddr {
+    let handler = move || {
+        let body = body.clone();
+        let headers = headers.clone();
+        async move {
+            let mut r = Response::new(Body::from(body));
+            *r.status_mut() = status;
+            for (k, v) in headers {
+                r.headers_mut().insert(k, v.parse().unwrap());
+            }
+            r
+        }
+    };
+    serve(Router::new().route("/", post(handler))).await
+}
+
+async fn spawn_hang() -> SocketAddr {
+    serve(Router::new().route(
+        "/",
+        post(|| async { futures::future::pending::<&'static str>().await }),
+    ))
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn healthy_node_status_header_and_version_cache() {
+    let node = Node::new(Opts::default());
+    let addr = spawn_node(node.clone()).await;
+    let p = prober(2000);
+    let t = target("n1", addr);
+
+    let before = jiff::Timestamp::now();
+    let o = p.probe(&t, Some(1000)).await;
+    assert_eq!(o.node, "n1");
+    assert!(o.at >= before);
+    let s = o.status().unwrap_or_else(|| panic!("{:?}", o.outcome));
+    assert_eq!(s.block_count, 1001);
+    assert_eq!(s.height(), 1000);
+    assert_eq!(s.best_hash, BEST);
+    assert_eq!(s.connections, Some(7));
+    let v = s.version.as_ref().unwrap();
+    assert_eq!(v.user_agent, "/NEO-GO:0.120.0/");
+    assert_eq!(v.network, Some(860833102));
+    assert_eq!(v.msperblock, Some(15000));
+    assert_eq!(v.validators_count, Some(7));
+    let h = s.header.as_ref().unwrap();
+    assert_eq!(h.index, 1000);
+    assert_eq!(h.time_ms, 1468595301000);
+    assert_eq!(h.primary, Some(0));
+    assert_eq!(h.hash, BEST);
+
+    // What the node received: one batch, ids on every call, JSON content type.
+    assert_eq!(
+        node.methods(0),
+        [
+            "getblockcount",
+            "getbestblockhash",
+            "getconnectioncount",
+            "getversion",
+            "getblockheader"
+        ]
+    );
+    {
+        let reqs = node.requests.lock().unwrap();
+        let calls = reqs[0].as_array().unwrap();
+        for (i, c) in calls.iter().enumerate() {
+            assert_eq!(c["jsonrpc"], "2.0");
+            assert_eq!(c["id"], json!(i + 1));
+            assert!(c["params"].is_array());
+        }
+        assert_eq!(calls[4]["params"], json!([1000, true]));
+        let hdrs = node.headers.lock().unwrap();
+        assert_eq!(hdrs[0][header::CONTENT_TYPE], "application/json");
+        assert!(hdrs[0].get(header::AUTHORIZATION).is_none());
+    }
+
+    // Second probe: getversion is cached, so not asked; the status still carries it.
+    let o2 = p.probe(&t, None).await;
+    let s2 = o2.status().unwrap();
+    assert_eq!(
+        node.methods(1),
+        ["getblockcount", "getbestblockhash", "getconnectioncount"]
+    );
+    assert_eq!(s2.version.as_ref(), Some(v));
+    assert_eq!(s2.header, None);
+    assert_eq!(p.cached_version("n1").as_ref(), Some(v));
+}
+
+#[tokio::test]
+async fn version_asked_again_after_failure_and_after_refresh() {
+    let node = Node::new(Opts::default());
+    let addr = spawn_node(node.clone()).await;
+    let p = prober(2000);
+    let t = target("n1", addr);
+
+    assert!(p.probe(&t, None).await.status().is_some());
+    node.fail_http.store(true, Ordering::SeqCst);
+    let o = p.probe(&t, None).await;
+    let f = failure(&o);
+    assert_eq!(f.kind, FailureKind::HttpStatus);
+    assert_eq!(f.http_status, Some(500));
+    assert!(p.cached_version("n1").is_none());
+    node.fail_http.store(false, Ordering::SeqCst);
+    let o = p.probe(&t, None).await;
+    assert!(o.status().unwrap().version.is_some());
+    // Requests 0 and 1 (the failing one is not recorded) both asked getversion.
+    assert!(node.methods(0).contains(&"getversion".to_string()));
+    assert!(node.methods(1).contains(&"getversion".to_string()));
+
+    // version_refresh 0: asked every time.
+    let p0 = prober_with(2000, |c| c.version_refresh = Duration::ZERO);
+    let node = Node::new(Opts::default());
+    let t = target("n2", spawn_node(node.clone()).await);
+    for _ in 0..2 {
+        assert!(p0.probe(&t, None).await.status().is_some());
+    }
+    assert!(node.methods(1).contains(&"getversion".to_string()));
+}
+
+#[tokio::test]
+async fn string_ids_gzip_and_optional_errors() {
+    // String ids ("1") in a reversed batch, gzip-compressed answer.
+    let node = Node::new(Opts {
+        string_ids: true,
+        gzip: true,
+        ..Opts::default()
+    });
+    let t = target("gz", spawn_node(node.clone()).await);
+    let o = prober(2000).probe(&t, Some(5)).await;
+    let s = o.status().unwrap_or_else(|| panic!("{:?}", o.outcome));
+    assert_eq!(s.height(), 1000);
+    assert_eq!(s.header.as_ref().unwrap().index, 5);
+    let accept = node.headers.lock().unwrap()[0][header::ACCEPT_ENCODING]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(accept.contains("gzip"), "{accept}");
+
+    // getconnectioncount and getversion refused alone: still a success.
+    let node = Node::new(Opts {
+        conn_error: true,
+        version_error: true,
+        ..Opts::default()
+    });
+    let t = target("partial", spawn_node(node).await);
+    let o = prober(2000).probe(&t, None).await;
+    let s = o.status().unwrap_or_else(|| panic!("{:?}", o.outcome));
+    assert_eq!(s.connections, None);
+    assert_eq!(s.version, None);
+    assert_eq!(s.block_count, 1001);
+
+    // A header asked at a height the node does not have: header None, still Ok.
+    let node = Node::new(Opts::default());
+    let t = target("h", spawn_node(node).await);
+    let o = prober(2000).probe(&t, Some(u64::MAX)).await;
+    assert!(o.status().is_some());
+}
+
+#[tokio::test]
+async fn rpc_errors_on_required_methods() {
+    let cases = [
+        (
+            Opts {
+                count_error: Some(-32601),
+                ..Opts::default()
+            },
+            FailureKind::RpcError,
+            -32601,
+        ),
+        (
+            Opts {
+                hash_error: Some(-32603),
+                ..Opts::default()
+            },
+            FailureKind::RpcError,
+            -32603,
+        ),
+        // neo-cli answers wrong credentials with -600 access denied.
+        (
+            Opts {
+                count_error: Some(-600),
+                ..Opts::default()
+            },
+            FailureKind::Auth,
+            -600,
+        ),
+    ];
+    for (opts, kind, code) in cases {
+        let t = target("e", spawn_node(Node::new(opts)).await);
+        let o = prober(2000).probe(&t, None).await;
+        let f = failure(&o);
+        assert_eq!(f.kind, kind, "{f}");
+        assert_eq!(f.rpc_code, Some(code));
+        assert_eq!(f.http_status, None);
+    }
+}
+
+#[tokio::test]
+async fn refused() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let o = prober(2000).probe(&target("down", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Refused, "{}", failure(&o));
+}
+
+#[tokio::test]
+async fn reset_when_the_connection_closes_mid_request() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = [0u8; 16];
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+            drop(sock);
+        }
+    });
+    let o = prober(2000).probe(&target("reset", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+
+    // The whole request read, then a clean close without an answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = Vec::new();
+            while !String::from_utf8_lossy(&got).contains("getconnectioncount") {
+                match tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut sock).await;
+            drop(sock);
+        }
+    });
+    let o = prober(2000).probe(&target("closed", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+
+    // Headers and half a body, then the connection closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+            let _ = tokio::io::AsyncWriteExt::write_all(
+                &mut sock,
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"jsonrpc\"",
+            )
+            .await;
+            drop(sock);
+        }
+    });
+    let o = prober(2000).probe(&target("cut", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+}
+
+#[tokio::test]
+async fn hang_times_out() {
+    let addr = spawn_hang().await;
+    let start = Instant::now();
+    let o = prober(300).probe(&target("hang", addr), None).await;
+    let f = failure(&o);
+    assert_eq!(f.kind, FailureKind::Timeout, "{f}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Headers sent, then the body stalls: the deadline covers the body too.
+    let handler = || async {
+        let stream = futures::stream::once(async {
+            Ok::<_, std::io::Error>(Bytes::from_static(b"[{\"jsonrpc\":\"2.0\","))
+        })
+        .chain(futures::stream::pending());
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from_stream(stream),
+        )
+    };
+    let addr = serve(Router::new().route("/", post(handler))).await;
+    let start = Instant::now();
+    let o = prober(300).probe(&target("stall", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Timeout, "{}", failure(&o));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn garbage_and_wrong_shapes_are_malformed() {
+    let bodies: Vec<Vec<u8>> = vec![
+        b"<html><body>502 Bad Gateway</body></html>".to_vec(),
+        br#"{"status":"ok"}"#.to_vec(),
+        // Only one of the three required answers.
+        br#"[{"jsonrpc":"2.0","id":1,"result":5}]"#.to_vec(),
+        // Wrong result types.
+        br#"[{"jsonrpc":"2.0","id":1,"result":"5"},{"jsonrpc":"2.0","id":2,"result":"0x00"},{"jsonrpc":"2.0","id":3,"result":1},{"jsonrpc":"2.0","id":4,"result":{}}]"#.to_vec(),
+    ];
+    for b in bodies {
+        let shown = String::from_utf8_lossy(&b).into_owned();
+        let addr = spawn_fixed(
+            StatusCode::OK,
+            vec![("content-type", "application/json")],
+            b,
+        )
+        .await;
+        let o = prober(2000).probe(&target("junk", addr), None).await;
+        assert_eq!(
+            failure(&o).kind,
+            FailureKind::Malformed,
+            "{shown}: {}",
+            failure(&o)
+        );
+    }
+    // A corrupt gzip stream.
+    let addr = spawn_fixed(
+        StatusCode::OK,
+        vec![("content-encoding", "gzip")],
+        b"this is not gzip at all".to_vec(),
+    )
+    .await;
+    let o = prober(2000).probe(&target("badgz", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Malformed, "{}", failure(&o));
+}
+
+#[tokio::test]
+async fn http_statuses() {
+    let cases = [
+        (StatusCode::UNAUTHORIZED, FailureKind::Auth),
+        (StatusCode::FORBIDDEN, FailureKind::Auth),
+        (StatusCode::INTERNAL_SERVER_ERROR, FailureKind::HttpStatus),
+        (StatusCode::METHOD_NOT_ALLOWED, FailureKind::HttpStatus),
+        (StatusCode::MOVED_PERMANENTLY, FailureKind::HttpStatus),
+    ];
+    for (status, kind) in cases {
+        let addr = spawn_fixed(
+            status,
+            vec![("location", "http://127.0.0.1:1/")],
+            b"no".to_vec(),
+        )
+        .await;
+        let o = prober(2000).probe(&target("s", addr), None).await;
+        let f = failure(&o);
+        assert_eq!(f.kind, kind, "{status}: {f}");
+        assert_eq!(f.http_status, Some(status.as_u16()));
+        assert_eq!(f.rpc_code, None);
+    }
+}
+
+/// A body of `total` bytes in 64 KiB chunks, counting what the server actually produced.
+fn counted_body(total: usize, produced: Arc<AtomicUsize>) -> Body {
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let n = total / chunk.len();
+    Body::from_stream(futures::stream::iter((0..n).map(move |_| {
+        produced.fetch_add(chunk.len(), Ordering::SeqCst);
+        Ok::<_, std::io::Error>(chunk.clone())
+    })))
+}
+
+#[tokio::test]
+async fn fifty_megabytes_is_too_large_and_not_read_whole() {
+    const FIFTY_MB: usize = 50 * 1024 * 1024;
+    for with_length in [true, false] {
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let handler = move || {
+            let counter = counter.clone();
+            async move {
+                let mut r = Response::new(counted_body(FIFTY_MB, counter));
+                if with_length {
+                    r.headers_mut().insert(
+                        header::CONTENT_LENGTH,
+                        FIFTY_MB.to_string().parse().unwrap(),
+                    );
+                }
+                r
+            }
+        };
+        let addr = serve(Router::new().route("/", post(handler))).await;
+        let start = Instant::now();
+        let o = prober(5000).probe(&target("big", addr), None).await;
+        let f = failure(&o);
+        assert_eq!(f.kind, FailureKind::TooLarge, "{f}");
+        if with_length {
+            assert!(f.message.contains("Content-Length 52428800"), "{f}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = produced.load(Ordering::SeqCst);
+        assert!(
+            sent < FIFTY_MB / 2,
+            "server produced {sent} bytes (with_length {with_length})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn gzip_bomb_is_too_large() {
+    // 24 MiB of JSON-looking text compresses to a few tens of KiB; the limit is 1 MiB.
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(br#"[{"jsonrpc":"2.0","id":1,"result":""#)
+        .unwrap();
+    let zeros = vec![b'0'; 1024 * 1024];
+    for _ in 0..24 {
+        enc.write_all(&zeros).unwrap();
+    }
+    let gz = enc.finish().unwrap();
+    assert!(gz.len() < 512 * 1024, "compressed {} bytes", gz.len());
+    let addr = spawn_fixed(
+        StatusCode::OK,
+        vec![
+            ("content-type", "application/json"),
+            ("content-encoding", "gzip"),
+        ],
+        gz,
+    )
+    .await;
+    let p = prober_with(5000, |c| c.max_body_bytes = 1024 * 1024);
+    let o = p.probe(&target("bomb", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::TooLarge, "{}", failure(&o));
+}
+
+#[tokio::test]
+async fn basic_auth() {
+    let node = Node::new(Opts {
+        expect_auth: Some(GOOD_AUTH),
+        ..Opts::default()
+    });
+    let addr = spawn_node(node.clone()).await;
+    let p = prober(2000);
+
+    let good = target("a", addr).with_auth("neo", PASSWORD);
+    let o = p.probe(&good, None).await;
+    assert!(o.status().is_some(), "{:?}", o.outcome);
+    assert_eq!(
+        node.headers.lock().unwrap()[0][header::AUTHORIZATION],
+        GOOD_AUTH
+    );
+
+    let wrong = target("a", addr).with_auth("neo", "wrong-password");
+    let o = p.probe(&wrong, None).await;
+    let f = failure(&o);
+    assert_eq!((f.kind, f.http_status), (FailureKind::Auth, Some(401)));
+    let o = p.probe(&target("a", addr), None).await;
+    assert_eq!(failure(&o).kind, FailureKind::Auth);
+
+    // Credentials in the URL work too and are never shown.
+    let in_url = NodeTarget::new("u", format!("http://neo:{PASSWORD}@{addr}/"), Role::Rpc);
+    assert!(p.probe(&in_url, None).await.status().is_some());
+
+    for t in [&good, &in_url] {
+        assert!(!format!("{t:?}").contains(PASSWORD), "{t:?}");
+        assert!(!t.to_string().contains(PASSWORD), "{t}");
+    }
+    // Errors from a target with credentials, of several kinds, never carry the password.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap();
+    drop(l);
+    let hang = spawn_hang().await;
+    let p = prober(300);
+    for url in [
+        format!("http://neo:{PASSWORD}@{dead}/"),
+        format!("http://neo:{PASSWORD}@{hang}/"),
+        format!("ftp://neo:{PASSWORD}@{addr}/"),
+        format!("http://neo:{PASSWORD}@[::1/"),
+    ] {
+        let t = NodeTarget::new("x", url, Role::Rpc).with_auth("neo", PASSWORD);
+        let err = p.call(&t, "getblockcount", json!([])).await.unwrap_err();
+        for shown in [
+            err.to_string(),
+            format!("{err:?}"),
+            format!("{:?}", err.to_failure()),
+        ] {
+            assert!(!shown.contains(PASSWORD), "{shown}");
+        }
+        let o = p.probe(&t, None).await;
+        assert!(!failure(&o).message.contains(PASSWORD));
+    }
+}
+
+#[tokio::test]
+async fn probe_all_isolates_bad_nodes() {
+    let healthy1 = spawn_node(Node::new(Opts::default())).await;
+    let healthy2 = spawn_node(Node::new(Opts {
+        block_count: 2000,
+        ..Opts::default()
+    }))
+    .await;
+    let hang = spawn_hang().await;
+    let garbage = spawn_fixed(StatusCode::OK, vec![], b"\x00\x01garbage".to_vec()).await;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = l.local_addr().unwrap();
+    drop(l);
+
+    let targets = vec![
+        (target("hang", hang), None),
+        (target("ok1", healthy1), Some(1000)),
+        (target("garbage", garbage), None),
+        (target("ok2", healthy2), None),
+        (target("dead", dead), None),
+    ];
+    let start = Instant::now();
+    let obs = prober(300).probe_all(&targets).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let names: Vec<&str> = obs.iter().map(|o| o.node.as_str()).collect();
+    assert_eq!(names, ["hang", "ok1", "garbage", "ok2", "dead"]);
+    assert_eq!(failure(&obs[0]).kind, FailureKind::Timeout);
+    assert_eq!(obs[1].status().unwrap().height(), 1000);
+    assert!(obs[1].status().unwrap().header.is_some());
+    assert_eq!(failure(&obs[2]).kind, FailureKind::Malformed);
+    assert_eq!(obs[3].status().unwrap().height(), 1999);
+    assert_eq!(failure(&obs[4]).kind, FailureKind::Refused);
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_in_flight = Arc::new(AtomicUsize::new(0));
+    let mut targets = Vec::new();
+    for i in 0..6 {
+        let node = Arc::new(Node {
+            opts: Opts {
+                block_count: 10,
+                delay: Some(Duration::from_millis(150)),
+                ..Opts::default()
+            },
+            in_flight: in_flight.clone(),
+            max_in_flight: max_in_flight.clone(),
+            ..Node::default()
+        });
+        targets.push((target(&format!("slow{i}"), spawn_node(node).await), None));
+    }
+    let p = prober_with(5000, |c| c.max_concurrency = 2);
+    let start = Instant::now();
+    let obs = p.probe_all(&targets).await;
+    assert!(start.elapsed() < Duration::from_secs(20));
+    for o in &obs {
+        assert!(o.status().is_some(), "{:?}", o.outcome);
+    }
+    assert_eq!(max_in_flight.load(Ordering::SeqCst), 2);
+
+    // `call` and `batch` share the same bound.
+    max_in_flight.store(0, Ordering::SeqCst);
+    let calls = targets
+        .iter()
+        .map(|(t, _)| p.call(t, "getblockcount", json!([])));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.unwrap(), json!(10));
+    }
+    assert_eq!(max_in_flight.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn call_and_batch() {
+    let node = Node::new(Opts::default());
+    let t = target("n", spawn_node(node.clone()).await);
+    let p = prober(2000);
+
+    assert_eq!(
+        p.call(&t, "getblockhash", json!([0])).await.unwrap(),
+        json!(BEST)
+    );
+    // A single call goes out as one object, not a batch.
+    assert!(node.requests.lock().unwrap()[0].is_object());
+    assert_eq!(node.requests.lock().unwrap()[0]["id"], json!(1));
+
+    match p.call(&t, "getblockhash", json!([99])).await {
+        Err(ProbeError::Rpc { method, error }) => {
+            assert_eq!(method, "getblockhash");
+            assert_eq!(error.code, -109);
+            let f = ProbeError::Rpc { method, error }.to_failure();
+            assert_eq!((f.kind, f.rpc_code), (FailureKind::RpcError, Some(-109)));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The node answers in reverse order; results come back in call order.
+    let out = p
+        .batch(
+            &t,
+            &[
+                ("getblockhash", json!([0])),
+                ("nosuchmethod", Value::Null),
+                ("getblockcount", json!([])),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out[0], Ok(json!(BEST)));
+    assert_eq!(out[1].as_ref().unwrap_err().code, -32601);
+    assert_eq!(out[2], Ok(json!(1001)));
+    let last = node.requests.lock().unwrap().last().unwrap().clone();
+    assert_eq!(last[1]["params"], json!([]), "a null params is sent as []");
+    assert_eq!(p.batch(&t, &[]).await.unwrap(), vec![]);
+
+    // Transport errors keep their kind in call/batch too.
+    let hang = target("h", spawn_hang().await);
+    let err = prober(300)
+        .batch(&hang, &[("getblockcount", json!([]))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), FailureKind::Timeout);
+}

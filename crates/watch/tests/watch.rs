@@ -1,0 +1,404 @@
+//! End to end over real sockets: the simulated Neo network on port 0, the watcher with a real
+//! SQLite file, and neo-ir's API on port 0, queried over HTTP. Short probe intervals; every
+//! wait polls for a condition with a generous deadline (no sleeps that assume a fast machine).
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use neo_ir_core::config::{Config, NodeConfig, ProbeSettings, ServerSettings, StoreSettings};
+use neo_ir_core::detect::DetectConfig;
+use neo_ir_core::Role;
+use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
+use neo_ir_store::Store;
+use neo_ir_watch::Watcher;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn network(validators: u32, rpc: u32, msperblock: u64) -> SimNetwork {
+    SimNetwork::start(SimConfig {
+        validators,
+        rpc,
+        msperblock,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim starts")
+}
+
+fn config(net: &SimNetwork, store_url: &str) -> Config {
+    Config {
+        nodes: net
+            .nodes()
+            .into_iter()
+            .map(|n| NodeConfig {
+                name: n.name,
+                rpc: n.rpc_url,
+                role: match n.role {
+                    SimRole::Validator => Role::Validator,
+                    SimRole::Rpc => Role::Rpc,
+                },
+                metrics: None,
+                auth_user: None,
+                auth_password_env: None,
+            })
+            .collect(),
+        probe: ProbeSettings {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(400),
+            ..ProbeSettings::default()
+        },
+        detect: DetectConfig::default(),
+        store: StoreSettings {
+            url: store_url.to_string(),
+        },
+        server: ServerSettings {
+            listen: "127.0.0.1:0".into(),
+        },
+    }
+}
+
+/// A running watcher plus its API.
+struct Running {
+    api: String,
+    stop: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    http: reqwest::Client,
+}
+
+impl Running {
+    async fn start(cfg: Config) -> Running {
+        let store = Store::open(&cfg.store.url).await.expect("store opens");
+        let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
+        let (s1, r1) = oneshot::channel::<()>();
+        let (s2, r2) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let store = store.clone();
+            async move {
+                neo_ir_server::serve(listener, store, async {
+                    let _ = r1.await;
+                })
+                .await
+                .unwrap();
+            }
+        });
+        let watcher = Watcher::new(cfg, store).expect("watcher builds");
+        let watching = tokio::spawn(async move {
+            watcher
+                .run(async {
+                    let _ = r2.await;
+                })
+                .await
+                .expect("watcher runs");
+        });
+        Running {
+            api: format!("http://{addr}"),
+            stop: vec![s1, s2],
+            tasks: vec![server, watching],
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn stop(self) {
+        for s in self.stop {
+            let _ = s.send(());
+        }
+        for t in self.tasks {
+            t.await.expect("task ends cleanly");
+        }
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .send()
+            .await
+            .expect("API answers")
+            .json()
+            .await
+            .expect("API sends JSON")
+    }
+
+    async fn incidents(&self, all: bool) -> Vec<Value> {
+        let path = if all {
+            "/api/v1/incidents?status=all"
+        } else {
+            "/api/v1/incidents"
+        };
+        self.get(path).await["incidents"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn node(&self, name: &str) -> Value {
+        let nodes = self.get("/api/v1/nodes").await;
+        nodes["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    }
+}
+
+/// Poll `probe` until it yields `Some`, or panic with `what` after the deadline.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn of_kind<'a>(list: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    list.iter().filter(|i| i["kind"] == kind).collect()
+}
+
+fn store_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}/neo-ir.db", dir.path().display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_rpc_node_opens_p2_node_down_and_resolves_after_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    eventually("all nodes ok", || async {
+        let nodes = w.get("/api/v1/nodes").await;
+        let all = nodes["nodes"].as_array()?;
+        (all.len() == 7 && all.iter().all(|n| n["state"] == "ok")).then_some(())
+    })
+    .await;
+
+    net.inject("rpc-1", Fault::Crash).await.unwrap();
+    let inc = eventually("node_down opens", || async {
+        of_kind(&w.incidents(false).await, "node_down")
+            .first()
+            .map(|i| (*i).clone())
+    })
+    .await;
+    assert_eq!(inc["severity"], "P2");
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-1"]));
+    assert_eq!(inc["status"], "detected");
+    assert_eq!(inc["evidence"]["error_kind"], "refused");
+    assert!(inc["evidence"]["consecutive_failures"].as_u64().unwrap() >= 2);
+    assert!(inc["resolved_at"].is_null());
+    assert_eq!(w.node("rpc-1").await["error_kind"], "refused");
+
+    net.recover_node("rpc-1").await.unwrap();
+    let id = inc["id"].as_i64().unwrap();
+    let resolved = eventually("node_down resolves", || async {
+        let d = w.get(&format!("/api/v1/incidents/{id}")).await;
+        (d["status"] == "resolved").then_some(d)
+    })
+    .await;
+    assert!(resolved["resolved_at"].is_string());
+    let types: Vec<&str> = resolved["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"opened"));
+    assert_eq!(types.last(), Some(&"resolved"));
+    let all = w.incidents(true).await;
+    assert_eq!(of_kind(&all, "node_down").len(), 1, "one crash = one incident: {all:?}");
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_stall_is_one_p1_consensus_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    let h = net.height();
+    eventually("chain advances", || async { (net.height() >= h + 2).then_some(()) }).await;
+
+    net.stall();
+    let inc = eventually("consensus_failure opens", || async {
+        of_kind(&w.incidents(false).await, "consensus_failure")
+            .first()
+            .map(|i| (*i).clone())
+    })
+    .await;
+    assert_eq!(inc["severity"], "P1");
+    assert_eq!(inc["evidence"]["msperblock"], 200, "msperblock read from getversion");
+    assert_eq!(inc["evidence"]["threshold_ms"], 3 * 200 + 1000);
+    assert!(inc["evidence"]["stalled_ms"].as_u64().unwrap() > 1600);
+    assert_eq!(inc["nodes"].as_array().unwrap().len(), 7);
+    let open = w.incidents(false).await;
+    assert_eq!(open.len(), 1, "one incident for a network fault, not one per node: {open:?}");
+
+    net.resume();
+    let id = inc["id"].as_i64().unwrap();
+    eventually("consensus_failure resolves", || async {
+        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
+    })
+    .await;
+    assert_eq!(of_kind(&w.incidents(true).await, "consensus_failure").len(), 1);
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_node_is_a_sync_failure_of_that_node_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    eventually("rpc-3 ok", || async { (w.node("rpc-3").await["state"] == "ok").then_some(()) }).await;
+
+    net.inject("rpc-3", Fault::Freeze).await.unwrap();
+    let inc = eventually("sync_failure opens", || async {
+        of_kind(&w.incidents(false).await, "sync_failure")
+            .first()
+            .map(|i| (*i).clone())
+    })
+    .await;
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-3"]));
+    assert_eq!(inc["severity"], "P2");
+    assert_eq!(inc["evidence"]["level"], "frozen");
+    let open = w.incidents(false).await;
+    assert_eq!(open.len(), 1, "only the frozen node: {open:?}");
+    assert!(of_kind(&open, "consensus_failure").is_empty());
+
+    net.recover_node("rpc-3").await.unwrap();
+    let id = inc["id"].as_i64().unwrap();
+    eventually("sync_failure resolves", || async {
+        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
+    })
+    .await;
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_watcher_resumes_the_same_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = store_url(&dir);
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &url)).await;
+    net.inject("rpc-2", Fault::Crash).await.unwrap();
+    let inc = eventually("node_down opens", || async {
+        of_kind(&w.incidents(false).await, "node_down")
+            .first()
+            .map(|i| (*i).clone())
+    })
+    .await;
+    let id = inc["id"].as_i64().unwrap();
+    w.stop().await;
+
+    // a new watcher process on the same store, the node still down
+    let w = Running::start(config(&net, &url)).await;
+    eventually("the new watcher has probed rpc-2 at least twice", || async {
+        let n = w.node("rpc-2").await;
+        let fresh = n["last_probe_at"].as_str()? > inc["opened_at"].as_str()?;
+        (fresh && n["consecutive_failures"].as_u64()? >= 2).then_some(())
+    })
+    .await;
+    let open = w.incidents(false).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(open[0]["id"], id, "same incident id after restart");
+    let detail = w.get(&format!("/api/v1/incidents/{id}")).await;
+    let opened = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "opened")
+        .count();
+    assert_eq!(opened, 1, "no duplicate open event: {detail}");
+
+    net.recover_node("rpc-2").await.unwrap();
+    eventually("resolves after restart", || async {
+        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
+    })
+    .await;
+    assert_eq!(w.incidents(true).await.len(), 1);
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_nodes_never_stall_or_crash_the_watcher() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 4, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    eventually("all nodes ok", || async {
+        let nodes = w.get("/api/v1/nodes").await;
+        let all = nodes["nodes"].as_array()?;
+        (all.len() == 8 && all.iter().all(|n| n["state"] == "ok")).then_some(())
+    })
+    .await;
+
+    net.inject("rpc-1", Fault::Hang).await.unwrap();
+    net.inject("rpc-2", Fault::Garbage).await.unwrap();
+    net.inject("rpc-3", Fault::Huge).await.unwrap();
+    net.inject("rpc-4", Fault::Lie).await.unwrap();
+
+    for (node, kind) in [
+        ("rpc-1", "timeout"),
+        ("rpc-2", "malformed"),
+        ("rpc-3", "too_large"),
+        ("rpc-4", "implausible_height"),
+    ] {
+        eventually(&format!("{node} reported as {kind}"), || async {
+            (w.node(node).await["error_kind"] == kind).then_some(())
+        })
+        .await;
+    }
+
+    // The healthy validators keep being probed and keep advancing while the hostile nodes
+    // misbehave: their heights move on over several rounds.
+    let before = w.node("validator-1").await["height"].as_u64().unwrap();
+    eventually("validators keep advancing", || async {
+        let v = w.node("validator-1").await;
+        (v["state"] == "ok" && v["height"].as_u64()? >= before + 5).then_some(())
+    })
+    .await;
+    let nodes = w.get("/api/v1/nodes").await;
+    let best = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["role"] == "validator")
+        .filter_map(|n| n["height"].as_u64())
+        .max()
+        .unwrap();
+    assert!(best < 1_000_000, "the lying node does not move the fleet's height");
+    for n in nodes["nodes"].as_array().unwrap() {
+        if n["role"] == "validator" {
+            assert_eq!(n["state"], "ok", "{n}");
+            assert!(n["lag"].as_u64().unwrap() < 50, "no false lag from the liar: {n}");
+        }
+    }
+
+    // each hostile node has its own incident with the error kind as evidence; no validator
+    // incident, no sync failure caused by the liar
+    let open = eventually("incidents for the three broken nodes", || async {
+        let open = w.incidents(false).await;
+        (of_kind(&open, "node_down").len() == 3).then_some(open)
+    })
+    .await;
+    for i in of_kind(&open, "node_down") {
+        let kind = i["evidence"]["error_kind"].as_str().unwrap();
+        assert!(["timeout", "malformed", "too_large"].contains(&kind), "{i}");
+    }
+    assert!(of_kind(&open, "sync_failure").is_empty(), "{open:?}");
+    assert!(of_kind(&open, "consensus_failure").is_empty(), "{open:?}");
+    let liar = of_kind(&open, "data_corruption");
+    assert_eq!(liar.len(), 1, "{open:?}");
+    assert_eq!(liar[0]["nodes"], serde_json::json!(["rpc-4"]));
+
+    let health = w.get("/healthz").await;
+    assert_eq!(health["status"], "ok");
+    w.stop().await;
+    net.shutdown().await;
+}
