@@ -271,6 +271,14 @@ fn consensus_failure(
         .unwrap_or_default();
     let mut nodes: Vec<String> = fleet.nodes().map(|n| n.name.clone()).collect();
     nodes.sort();
+    // The newest header any node gave: when the last block came and who proposed it; with
+    // dBFT the next block's view-0 primary is (height + 1) mod validators.
+    let last_header = reachable
+        .iter()
+        .filter_map(|n| n.header.as_ref())
+        .max_by_key(|h| h.index);
+    let validators = fleet.validators_count();
+    let next_primary = validators.map(|v| (height + 1) % u64::from(v));
     let heights: serde_json::Map<String, serde_json::Value> = reachable
         .iter()
         .map(|n| (n.name.clone(), json!(n.height)))
@@ -297,6 +305,10 @@ fn consensus_failure(
             "msperblock": msperblock,
             "reachable_nodes": reachable.len(),
             "heights": heights,
+            "last_block_time_ms": last_header.map(|h| h.time_ms),
+            "last_block_primary": last_header.and_then(|h| h.primary),
+            "validators": validators,
+            "next_primary_index": next_primary,
         }),
     });
 }

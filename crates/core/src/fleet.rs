@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectConfig;
-use crate::observation::{NodeVersion, Observation, Role};
+use crate::observation::{HeaderInfo, NodeVersion, Observation, Role};
 
 /// A node the fleet tracks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,9 @@ pub struct NodeState {
     pub height_since: Option<Timestamp>,
     /// The latest `getversion` seen.
     pub version: Option<NodeVersion>,
+    /// The newest block header the node gave (the probe asks for the header at the node's
+    /// last known height: block time and primary).
+    pub header: Option<HeaderInfo>,
     /// The node claims a height the rest of the fleet contradicts (it is ignored for the
     /// fleet's best height).
     pub implausible: bool,
@@ -52,6 +55,7 @@ impl NodeState {
             height: None,
             height_since: None,
             version: None,
+            header: None,
             implausible: false,
         }
     }
@@ -90,6 +94,10 @@ pub struct NodeView {
     pub user_agent: Option<String>,
     pub network: Option<u32>,
     pub msperblock: Option<u64>,
+    /// Index and time (ms) of the newest header seen, and its dBFT primary.
+    pub header_index: Option<u64>,
+    pub header_time_ms: Option<u64>,
+    pub header_primary: Option<u32>,
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub consecutive_failures: u32,
@@ -137,6 +145,11 @@ impl Fleet {
                 n.last_ok_at = Some(obs.at);
                 if let Some(v) = &status.version {
                     n.version = Some(v.clone());
+                }
+                if let Some(h) = &status.header {
+                    if n.header.as_ref().is_none_or(|old| h.index >= old.index) {
+                        n.header = Some(h.clone());
+                    }
                 }
             }
             Err(_) => {
@@ -204,6 +217,17 @@ impl Fleet {
         Some(self.best?.saturating_sub(node.height?))
     }
 
+    /// The validator count most nodes' `getversion` reports.
+    pub fn validators_count(&self) -> Option<u32> {
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for v in self.nodes.values().filter_map(|n| n.version.as_ref()) {
+            if let Some(c) = v.validators_count.filter(|c| *c > 0) {
+                *counts.entry(c).or_default() += 1;
+            }
+        }
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(c, _)| c)
+    }
+
     /// The target block time: what most nodes' `getversion` says (validators first), else
     /// `fallback`. Never hard-coded: TestNet and MainNet differ.
     pub fn msperblock(&self, fallback: u64) -> u64 {
@@ -262,6 +286,9 @@ impl Fleet {
                     user_agent: n.version.as_ref().map(|v| v.user_agent.clone()),
                     network: n.version.as_ref().and_then(|v| v.network),
                     msperblock: n.version.as_ref().and_then(|v| v.msperblock),
+                    header_index: n.header.as_ref().map(|h| h.index),
+                    header_time_ms: n.header.as_ref().map(|h| h.time_ms),
+                    header_primary: n.header.as_ref().and_then(|h| h.primary),
                     error_kind,
                     error,
                     consecutive_failures: n.consecutive_failures,

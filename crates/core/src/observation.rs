@@ -142,14 +142,9 @@ impl ProbeFailure {
 
 impl std::fmt::Display for ProbeFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.kind.as_str())?;
-        if let Some(s) = self.http_status {
-            write!(f, " (HTTP {s})")?;
-        }
-        if let Some(c) = self.rpc_code {
-            write!(f, " (code {c})")?;
-        }
-        write!(f, ": {}", self.message)
+        // The message is written for people and already names the status or code; the kind
+        // is shown separately as `error_kind` wherever failures are reported.
+        f.write_str(&self.message)
     }
 }
 

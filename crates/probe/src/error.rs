@@ -18,7 +18,7 @@ pub const ACCESS_DENIED_CODES: [i64; 2] = [-600, -400];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProbeError {
     /// Nothing listens on the port (process down).
-    #[error("connection refused: {0}")]
+    #[error("connection refused")]
     Refused(String),
     /// The connection was reset or closed before the answer was complete.
     #[error("connection reset or closed mid-request: {0}")]
@@ -114,12 +114,14 @@ impl ProbeError {
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
                 use std::io::ErrorKind as K;
+                // the OS error says it all; the wrapping layers only repeat it
+                let os = io.to_string();
                 match io.kind() {
-                    K::ConnectionRefused => return ProbeError::Refused(detail),
+                    K::ConnectionRefused => return ProbeError::Refused(os),
                     K::ConnectionReset
                     | K::ConnectionAborted
                     | K::BrokenPipe
-                    | K::UnexpectedEof => return ProbeError::Reset(detail),
+                    | K::UnexpectedEof => return ProbeError::Reset(os),
                     K::TimedOut => return ProbeError::Timeout(timeout),
                     _ => {}
                 }

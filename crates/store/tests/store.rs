@@ -113,14 +113,23 @@ async fn node_views_and_heights_round_trip() {
         user_agent: Some("/neo-rs:0.14.0/".into()),
         network: Some(894710606),
         msperblock: Some(1000),
+        header_index: Some(42),
+        header_time_ms: Some(1_767_225_600_000),
+        header_primary: Some(2),
         error_kind: None,
         error: None,
         consecutive_failures: 0,
         last_probe_at: Some(since),
         last_ok_at: Some(since),
     };
-    store.save_nodes(std::slice::from_ref(&view), since).await.unwrap();
-    store.save_nodes(std::slice::from_ref(&view), since).await.unwrap();
+    store
+        .save_nodes(std::slice::from_ref(&view), since)
+        .await
+        .unwrap();
+    store
+        .save_nodes(std::slice::from_ref(&view), since)
+        .await
+        .unwrap();
     assert_eq!(store.nodes().await.unwrap(), vec![view]);
     let h = store.stored_heights().await.unwrap();
     assert_eq!(h.len(), 1);

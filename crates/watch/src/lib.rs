@@ -205,6 +205,10 @@ impl Watcher {
         }
         let now = self.clock.now();
         self.fleet.end_round(&self.config.detect, now);
+        // next round, ask each node for the header at its current height (block time, primary)
+        for (t, header_at) in &mut self.targets {
+            *header_at = self.fleet.node(&t.name).and_then(|n| n.height);
+        }
         let assessment = detect(&self.fleet, &self.config.detect, now);
         let open = self.store.open_incidents().await?;
         for change in reconcile(&open, &assessment, now) {

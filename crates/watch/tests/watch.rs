@@ -210,7 +210,11 @@ async fn crashed_rpc_node_opens_p2_node_down_and_resolves_after_recover() {
     assert_eq!(types.first(), Some(&"opened"));
     assert_eq!(types.last(), Some(&"resolved"));
     let all = w.incidents(true).await;
-    assert_eq!(of_kind(&all, "node_down").len(), 1, "one crash = one incident: {all:?}");
+    assert_eq!(
+        of_kind(&all, "node_down").len(),
+        1,
+        "one crash = one incident: {all:?}"
+    );
     w.stop().await;
     net.shutdown().await;
 }
@@ -221,7 +225,10 @@ async fn chain_stall_is_one_p1_consensus_failure() {
     let net = network(4, 3, 200).await;
     let w = Running::start(config(&net, &store_url(&dir))).await;
     let h = net.height();
-    eventually("chain advances", || async { (net.height() >= h + 2).then_some(()) }).await;
+    eventually("chain advances", || async {
+        (net.height() >= h + 2).then_some(())
+    })
+    .await;
 
     net.stall();
     let inc = eventually("consensus_failure opens", || async {
@@ -231,12 +238,29 @@ async fn chain_stall_is_one_p1_consensus_failure() {
     })
     .await;
     assert_eq!(inc["severity"], "P1");
-    assert_eq!(inc["evidence"]["msperblock"], 200, "msperblock read from getversion");
+    assert_eq!(
+        inc["evidence"]["msperblock"], 200,
+        "msperblock read from getversion"
+    );
     assert_eq!(inc["evidence"]["threshold_ms"], 3 * 200 + 1000);
     assert!(inc["evidence"]["stalled_ms"].as_u64().unwrap() > 1600);
     assert_eq!(inc["nodes"].as_array().unwrap().len(), 7);
+    // attribution material from the headers: who proposed the last block, who is next
+    let ev = &inc["evidence"];
+    assert_eq!(ev["validators"], 4);
+    assert!(ev["last_block_primary"].as_u64().unwrap() < 4, "{ev}");
+    assert!(
+        ev["last_block_time_ms"].as_u64().unwrap() > 1_700_000_000_000,
+        "{ev}"
+    );
+    let height = ev["height"].as_u64().unwrap();
+    assert_eq!(ev["next_primary_index"], (height + 1) % 4);
     let open = w.incidents(false).await;
-    assert_eq!(open.len(), 1, "one incident for a network fault, not one per node: {open:?}");
+    assert_eq!(
+        open.len(),
+        1,
+        "one incident for a network fault, not one per node: {open:?}"
+    );
 
     net.resume();
     let id = inc["id"].as_i64().unwrap();
@@ -244,7 +268,10 @@ async fn chain_stall_is_one_p1_consensus_failure() {
         (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
     })
     .await;
-    assert_eq!(of_kind(&w.incidents(true).await, "consensus_failure").len(), 1);
+    assert_eq!(
+        of_kind(&w.incidents(true).await, "consensus_failure").len(),
+        1
+    );
     w.stop().await;
     net.shutdown().await;
 }
@@ -254,7 +281,10 @@ async fn frozen_node_is_a_sync_failure_of_that_node_only() {
     let dir = tempfile::tempdir().unwrap();
     let net = network(4, 3, 200).await;
     let w = Running::start(config(&net, &store_url(&dir))).await;
-    eventually("rpc-3 ok", || async { (w.node("rpc-3").await["state"] == "ok").then_some(()) }).await;
+    eventually("rpc-3 ok", || async {
+        (w.node("rpc-3").await["state"] == "ok").then_some(())
+    })
+    .await;
 
     net.inject("rpc-3", Fault::Freeze).await.unwrap();
     let inc = eventually("sync_failure opens", || async {
@@ -298,11 +328,14 @@ async fn restarted_watcher_resumes_the_same_incident() {
 
     // a new watcher process on the same store, the node still down
     let w = Running::start(config(&net, &url)).await;
-    eventually("the new watcher has probed rpc-2 at least twice", || async {
-        let n = w.node("rpc-2").await;
-        let fresh = n["last_probe_at"].as_str()? > inc["opened_at"].as_str()?;
-        (fresh && n["consecutive_failures"].as_u64()? >= 2).then_some(())
-    })
+    eventually(
+        "the new watcher has probed rpc-2 at least twice",
+        || async {
+            let n = w.node("rpc-2").await;
+            let fresh = n["last_probe_at"].as_str()? > inc["opened_at"].as_str()?;
+            (fresh && n["consecutive_failures"].as_u64()? >= 2).then_some(())
+        },
+    )
     .await;
     let open = w.incidents(false).await;
     assert_eq!(open.len(), 1, "{open:?}");
@@ -372,11 +405,17 @@ async fn hostile_nodes_never_stall_or_crash_the_watcher() {
         .filter_map(|n| n["height"].as_u64())
         .max()
         .unwrap();
-    assert!(best < 1_000_000, "the lying node does not move the fleet's height");
+    assert!(
+        best < 1_000_000,
+        "the lying node does not move the fleet's height"
+    );
     for n in nodes["nodes"].as_array().unwrap() {
         if n["role"] == "validator" {
             assert_eq!(n["state"], "ok", "{n}");
-            assert!(n["lag"].as_u64().unwrap() < 50, "no false lag from the liar: {n}");
+            assert!(
+                n["lag"].as_u64().unwrap() < 50,
+                "no false lag from the liar: {n}"
+            );
         }
     }
 
