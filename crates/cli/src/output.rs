@@ -31,8 +31,8 @@ pub fn incident_table(list: &[Incident]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:>5}  {:<3}  {:<17}  {:<9}  {:<23}  {}",
-        "ID", "SEV", "KIND", "STATUS", "OPENED", "NODES / SUMMARY"
+        "{:>5}  {:<3}  {:<17}  {:<9}  {:<23}  NODES / SUMMARY",
+        "ID", "SEV", "KIND", "STATUS", "OPENED"
     );
     for i in list {
         let _ = writeln!(

@@ -1,0 +1,220 @@
+//! The `neo-ir` binary as an operator runs it: exit codes, error messages, JSON output, and
+//! `watch` against a simulated network over real sockets, stopped by SIGTERM.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use serde_json::Value;
+
+fn neo_ir() -> Command {
+    Command::cargo_bin("neo-ir").expect("binary built")
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.path().join(name);
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    p
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "neo-ir.toml",
+        "[[nodes]]\nname = \"v1\"\nrpc = \"http://127.0.0.1:10332\"\nrole = \"validator\"\n",
+    );
+    let out = neo_ir().arg("check-config").arg(&p).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 nodes: 1 validators"));
+}
+
+#[test]
+fn bad_config_is_one_error_with_file_line_and_key_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "bad.toml",
+        "[[nodes]]\nname = \"v1\"\nrpc = \"http://127.0.0.1:10332\"\nrole = \"validator\"\n\n[probe]\ninterval = \"often\"\n",
+    );
+    let out = neo_ir().arg("check-config").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one error line: {err}");
+    assert!(err.contains("bad.toml:7: key `probe.interval`"), "{err}");
+
+    let p = write(
+        &dir,
+        "unknown.toml",
+        "[server]\nlisten = \"127.0.0.1:1\"\nport = 3\n",
+    );
+    let out = neo_ir().arg("check-config").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown.toml:3: key `port`"), "{err}");
+
+    let out = neo_ir()
+        .arg("check-config")
+        .arg(dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = neo_ir().arg("no-such-command").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn empty_store_lists_no_incidents() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let out = neo_ir()
+        .args(["incidents", "--all", "--json", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["incidents"], serde_json::json!([]));
+    let out = neo_ir()
+        .args(["incident", "show", "7", "--store", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("incident 7 does not exist"));
+}
+
+/// `neo-ir sim` in one process, `neo-ir watch` in another, a fault through the control API,
+/// the incident read back with the CLI, and SIGTERM stopping the watcher cleanly.
+#[test]
+fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    // a free base port range: ask the OS for one port and use the ones after it
+    let base = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut sim = neo_ir()
+        .args([
+            "sim",
+            "--validators",
+            "1",
+            "--rpc",
+            "2",
+            "--msperblock",
+            "300",
+        ])
+        .args(["--base-port", &base.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rpc = |i: u16| format!("http://127.0.0.1:{}/", base + i);
+    let control = format!("http://127.0.0.1:{}", base + 3);
+    let db = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let cfg = write(
+        &dir,
+        "neo-ir.toml",
+        &format!(
+            "[[nodes]]\nname = \"validator-1\"\nrpc = \"{}\"\nrole = \"validator\"\n\
+             [[nodes]]\nname = \"rpc-1\"\nrpc = \"{}\"\nrole = \"rpc\"\n\
+             [[nodes]]\nname = \"rpc-2\"\nrpc = \"{}\"\nrole = \"rpc\"\n\
+             [probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\
+             [store]\nurl = \"{db}\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+            rpc(0),
+            rpc(1),
+            rpc(2)
+        ),
+    );
+    let mut watch = neo_ir()
+        .args(["watch", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let post = |path: &str, body: &str| -> bool {
+        // a tiny HTTP client over std, so this test needs no async runtime
+        use std::io::Read;
+        let addr = control.trim_start_matches("http://");
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+            return false;
+        };
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut resp = String::new();
+        let _ = s.read_to_string(&mut resp);
+        resp.starts_with("HTTP/1.1 200")
+    };
+    while !post("/nodes/rpc-2/fault", r#"{"fault":"crash"}"#) {
+        assert!(Instant::now() < deadline, "sim control API never answered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let incident = loop {
+        let out = neo_ir()
+            .args(["incidents", "--json", "--store", &db])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(i) = v["incidents"]
+                .as_array()
+                .and_then(|a| a.iter().find(|i| i["kind"] == "node_down").cloned())
+            {
+                break i;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no node_down incident from the watch binary"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(incident["nodes"], serde_json::json!(["rpc-2"]));
+    assert_eq!(incident["severity"], "P2");
+
+    let id = incident["id"].as_i64().unwrap().to_string();
+    let out = neo_ir()
+        .args(["incident", "show", &id, "--store", &db])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("P2 node_down"), "{text}");
+    assert!(text.contains("error_kind"), "{text}");
+    assert!(text.contains("opened"), "{text}");
+
+    // SIGTERM: the watcher stops by itself, promptly, with exit 0
+    let pid = watch.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stop_deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = watch.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < stop_deadline,
+            "watch did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
