@@ -11,8 +11,7 @@ use anyhow::{bail, Context};
 use neo_ir_core::config::{Config, NodeConfig, ProbeSettings, ServerSettings, StoreSettings};
 use neo_ir_core::detect::DetectConfig;
 use neo_ir_core::incident::{human_ms, IncidentKind, Status};
-use neo_ir_core::Role;
-use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
+use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::{ListFilter, Store};
 use neo_ir_watch::{Notice, NoticeKind, Watcher};
 use tokio::sync::broadcast;
@@ -54,21 +53,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .context("starting the simulated network")?;
-    let nodes: Vec<NodeConfig> = net
-        .nodes()
-        .into_iter()
-        .map(|n| NodeConfig {
-            name: n.name,
-            rpc: n.rpc_url,
-            role: match n.role {
-                SimRole::Validator => Role::Validator,
-                SimRole::Rpc => Role::Rpc,
-            },
-            metrics: None,
-            auth_user: None,
-            auth_password_env: None,
-        })
-        .collect();
+    let nodes: Vec<NodeConfig> = neo_ir_watch::simulated_nodes(&net);
     println!(
         "  network   {} validators + {} RPC nodes, {} ms blocks (control API {})",
         4,

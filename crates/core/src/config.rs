@@ -42,6 +42,20 @@ pub struct NodeConfig {
     pub auth_password_env: Option<String>,
 }
 
+impl NodeConfig {
+    /// A node without metrics or auth.
+    pub fn new(name: impl Into<String>, rpc: impl Into<String>, role: Role) -> Self {
+        Self {
+            name: name.into(),
+            rpc: rpc.into(),
+            role,
+            metrics: None,
+            auth_user: None,
+            auth_password_env: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeSettings {
     /// Time between probe rounds.

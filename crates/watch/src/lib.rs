@@ -19,6 +19,20 @@ use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
 use neo_ir_store::Store;
 use tokio::sync::{broadcast, watch};
 
+/// The node list of a simulated network, as watch configuration (demo, drills, tests).
+pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config::NodeConfig> {
+    net.nodes()
+        .into_iter()
+        .map(|n| {
+            let role = match n.role {
+                neo_ir_sim::SimRole::Validator => neo_ir_core::Role::Validator,
+                neo_ir_sim::SimRole::Rpc => neo_ir_core::Role::Rpc,
+            };
+            neo_ir_core::config::NodeConfig::new(n.name, n.rpc_url, role)
+        })
+        .collect()
+}
+
 /// Errors that stop the watcher from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {

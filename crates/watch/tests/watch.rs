@@ -5,10 +5,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use neo_ir_core::config::{Config, NodeConfig, ProbeSettings, ServerSettings, StoreSettings};
+use neo_ir_core::config::{Config, ProbeSettings, ServerSettings, StoreSettings};
 use neo_ir_core::detect::DetectConfig;
-use neo_ir_core::Role;
-use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
+use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::Store;
 use neo_ir_watch::Watcher;
 use serde_json::Value;
@@ -30,21 +29,7 @@ async fn network(validators: u32, rpc: u32, msperblock: u64) -> SimNetwork {
 
 fn config(net: &SimNetwork, store_url: &str) -> Config {
     Config {
-        nodes: net
-            .nodes()
-            .into_iter()
-            .map(|n| NodeConfig {
-                name: n.name,
-                rpc: n.rpc_url,
-                role: match n.role {
-                    SimRole::Validator => Role::Validator,
-                    SimRole::Rpc => Role::Rpc,
-                },
-                metrics: None,
-                auth_user: None,
-                auth_password_env: None,
-            })
-            .collect(),
+        nodes: neo_ir_watch::simulated_nodes(net),
         probe: ProbeSettings {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(400),
