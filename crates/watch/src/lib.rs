@@ -1,11 +1,15 @@
 //! The watch loop, neo-ir's imperative shell around the pure core.
 //!
-//! Every `probe.interval`: probe all nodes at once (one batched JSON-RPC request each,
-//! bounded concurrency, hard timeouts), re-probe at once every node that failed (so a single
-//! failed probe never pages and confirmation never waits for the next round), feed the fleet
-//! view, run the detectors, reconcile findings with the open incidents, and write every
-//! change with its timeline events to the store. The store is the truth: on start the loop
-//! resumes open incidents and each node's last height from it.
+//! Each node has its own probe task: every `probe.interval` one batched JSON-RPC request
+//! (bounded concurrency across all tasks, hard timeouts), and after a failure an immediate
+//! re-probe, so a single failed probe never pages and confirmation never waits for the next
+//! round. Because the tasks are independent, a node that hangs until the timeout delays only
+//! its own observations, never the other nodes'.
+//!
+//! Every `probe.interval` the decision step takes the observations that arrived, feeds the
+//! fleet view, runs the detectors, reconciles findings with the open incidents and writes
+//! every change with its timeline events to the store. The store is the truth: on start the
+//! loop resumes open incidents and each node's last height from it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,7 +21,8 @@ use neo_ir_core::fleet::{Fleet, NodeSpec, NodeView};
 use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
 use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
 use neo_ir_store::Store;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinSet;
 
 /// The node list of a simulated network, as watch configuration (demo, drills, tests).
 pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config::NodeConfig> {
@@ -81,7 +86,7 @@ impl WatchHandle {
 /// The watcher: configuration, probe client, store and fleet view.
 pub struct Watcher {
     config: Config,
-    targets: Vec<(NodeTarget, Option<u64>)>,
+    targets: Vec<NodeTarget>,
     prober: Prober,
     store: Store,
     fleet: Fleet,
@@ -103,7 +108,7 @@ impl Watcher {
                 })?),
                 None => None,
             };
-            targets.push((NodeTarget::from_config(n, password), None));
+            targets.push(NodeTarget::from_config(n, password));
         }
         let prober = Prober::new(ProbeConfig {
             timeout: config.probe.timeout,
@@ -156,6 +161,17 @@ impl Watcher {
             resumed_open_incidents = resumed,
             "watching"
         );
+        let (tx, mut rx) = mpsc::channel(1024);
+        let mut probes = JoinSet::new();
+        for target in self.targets.clone() {
+            probes.spawn(probe_node(
+                self.prober.clone(),
+                target,
+                self.config.probe.interval,
+                tx.clone(),
+            ));
+        }
+        drop(tx);
         let mut tick = tokio::time::interval(self.config.probe.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
@@ -164,16 +180,17 @@ impl Watcher {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
             }
-            let observed = tokio::select! {
-                _ = &mut shutdown => break,
-                o = self.observe() => o,
-            };
+            let mut observed = Vec::new();
+            while let Ok(o) = rx.try_recv() {
+                observed.push(o);
+            }
             if let Err(e) = self.decide(observed).await {
                 // The store is unreachable: keep probing, try again next round; nothing is
                 // lost because the next round recomputes everything from observations.
                 tracing::error!(error = %e, "round not stored; retrying next round");
             }
         }
+        probes.shutdown().await;
         tracing::info!(rounds = self.rounds, "watcher stopped");
         Ok(())
     }
@@ -191,21 +208,6 @@ impl Watcher {
         Ok(open.len())
     }
 
-    /// Probe every node; re-probe at once the ones that failed.
-    async fn observe(&mut self) -> Vec<neo_ir_core::Observation> {
-        let mut all = self.prober.probe_all(&self.targets).await;
-        let failed: Vec<(NodeTarget, Option<u64>)> = all
-            .iter()
-            .filter(|o| o.outcome.is_err())
-            .filter_map(|o| self.targets.iter().find(|(t, _)| t.name == o.node).cloned())
-            .collect();
-        if !failed.is_empty() {
-            let confirm = self.prober.probe_all(&failed).await;
-            all.extend(confirm);
-        }
-        all
-    }
-
     /// Feed the observations, detect, reconcile and store one round.
     async fn decide(
         &mut self,
@@ -219,10 +221,6 @@ impl Watcher {
         }
         let now = self.clock.now();
         self.fleet.end_round(&self.config.detect, now);
-        // next round, ask each node for the header at its current height (block time, primary)
-        for (t, header_at) in &mut self.targets {
-            *header_at = self.fleet.node(&t.name).and_then(|n| n.height);
-        }
         let assessment = detect(&self.fleet, &self.config.detect, now);
         let open = self.store.open_incidents().await?;
         for change in reconcile(&open, &assessment, now) {
@@ -263,6 +261,39 @@ impl Watcher {
                 incident,
                 events,
             });
+        }
+    }
+}
+
+/// One node's probe loop: probe every `interval`; after a failure re-probe at once to confirm.
+/// Each probe asks for the header at the node's last known height (block time, primary).
+async fn probe_node(
+    prober: Prober,
+    target: NodeTarget,
+    interval: std::time::Duration,
+    tx: mpsc::Sender<neo_ir_core::Observation>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut height = None;
+    loop {
+        tick.tick().await;
+        let first = prober.probe(&target, height).await;
+        let failed = first.outcome.is_err();
+        if let Some(s) = first.status() {
+            height = Some(s.height());
+        }
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        if failed {
+            let confirm = prober.probe(&target, height).await;
+            if let Some(s) = confirm.status() {
+                height = Some(s.height());
+            }
+            if tx.send(confirm).await.is_err() {
+                return;
+            }
         }
     }
 }

@@ -426,3 +426,38 @@ async fn hostile_nodes_never_stall_or_crash_the_watcher() {
     w.stop().await;
     net.shutdown().await;
 }
+
+/// A node that hangs until the (long) timeout delays only its own observations: the other
+/// nodes keep being probed every interval meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_node_does_not_delay_the_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(1, 2, 200).await;
+    let mut cfg = config(&net, &store_url(&dir));
+    cfg.probe.timeout = Duration::from_secs(3);
+    let w = Running::start(cfg).await;
+    eventually("rpc-1 ok", || async {
+        (w.node("rpc-1").await["state"] == "ok").then_some(())
+    })
+    .await;
+
+    net.inject("rpc-1", Fault::Hang).await.unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    let start = Instant::now();
+    while w.node("rpc-1").await["error_kind"] != "timeout" {
+        assert!(start.elapsed() < DEADLINE, "rpc-1 never reported a timeout");
+        if let Some(t) = w.node("validator-1").await["last_probe_at"].as_str() {
+            seen.insert(t.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // 3 s of hang at a 100 ms interval: dozens of validator probes; a watcher whose round
+    // waited for the hanging node would show one or two.
+    assert!(
+        seen.len() >= 5,
+        "validator-1 was probed only {} times while rpc-1 hung",
+        seen.len()
+    );
+    w.stop().await;
+    net.shutdown().await;
+}
