@@ -3,6 +3,7 @@
 //! and exit codes (0 ok, 1 the check found a problem, 2 usage or configuration error).
 
 mod demo;
+mod init;
 mod output;
 mod run;
 
@@ -74,6 +75,20 @@ enum Command {
         #[command(subcommand)]
         action: IncidentAction,
     },
+    /// Write a commented example configuration for a local node.
+    ///
+    /// Example: neo-ir init --network testnet --output neo-ir.toml
+    Init {
+        /// Which network the local node is on (sets the RPC port).
+        #[arg(long, value_enum, default_value_t = init::Network::Testnet)]
+        network: init::Network,
+        /// Where to write the file.
+        #[arg(long, short, default_value = "neo-ir.toml")]
+        output: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Validate a configuration file without starting anything (exit 2 on an error).
     ///
     /// Example: neo-ir check-config neo-ir.toml
@@ -126,6 +141,11 @@ fn main() -> ExitCode {
                 action: IncidentAction::Show { id, json, store },
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
+            Command::Init {
+                network,
+                output,
+                force,
+            } => init::run(network, &output, force),
         }
     });
     match result {
