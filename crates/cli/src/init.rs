@@ -44,7 +44,7 @@ max_body = "8MiB"      # larger answers are refused as too_large
 max_concurrency = 32
 
 [detect]
-# The playbook's KPI table: block height lag warning > 50, critical > 100 blocks.
+# The playbook's KPI table: a node 50 or more blocks behind is a warning, 100 or more critical.
 lag_warn = 50
 lag_crit = 100
 # A stall is no new block for 3 x msperblock (read from getversion; {name}: {blocks}) + grace.

@@ -40,8 +40,10 @@ enum LogFormat {
 enum Command {
     /// Run the whole thing on a built-in simulated Neo network: faults, incidents, summary.
     ///
-    /// Example: neo-ir demo            (exits 0 after about half a minute)
-    ///          neo-ir demo --keep     (leaves the network, watcher and API running)
+    /// Examples:
+    ///   neo-ir demo          exits 0 after about 20 seconds
+    ///   neo-ir demo --keep   leaves the network, the watcher and the API running
+    #[command(verbatim_doc_comment)]
     Demo(demo::DemoArgs),
     /// Watch the configured Neo nodes, open and resolve incidents, serve the API.
     ///
@@ -71,6 +73,7 @@ enum Command {
     /// Show one incident with its evidence and timeline.
     ///
     /// Example: neo-ir incident show 3
+    #[command(after_help = "Example: neo-ir incident show 3 --json")]
     Incident {
         #[command(subcommand)]
         action: IncidentAction,
@@ -151,14 +154,14 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            let code = if e
+            let config_error = e
                 .downcast_ref::<neo_ir_core::config::ConfigError>()
                 .is_some()
-            {
-                2
-            } else {
-                1
-            };
+                || matches!(
+                    e.downcast_ref::<neo_ir_watch::WatchError>(),
+                    Some(neo_ir_watch::WatchError::MissingPassword { .. })
+                );
+            let code = if config_error { 2 } else { 1 };
             eprintln!("error: {e:#}");
             ExitCode::from(code)
         }

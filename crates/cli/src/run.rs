@@ -209,6 +209,16 @@ pub async fn incident_show(id: i64, json: bool, store: StoreArgs) -> anyhow::Res
 
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     let cfg = config::load(file)?;
+    for n in &cfg.nodes {
+        if let Some(var) = &n.auth_password_env {
+            if std::env::var_os(var).is_none() {
+                eprintln!(
+                    "warning: node {}: environment variable {var} (auth_password_env) is not set here; `watch` needs it",
+                    n.name
+                );
+            }
+        }
+    }
     let validators = cfg
         .nodes
         .iter()

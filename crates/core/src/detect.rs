@@ -24,9 +24,9 @@ use crate::observation::Role;
 /// Detector thresholds (playbook KPI table defaults).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectConfig {
-    /// Lag (blocks) that is a warning. Playbook: > 50.
+    /// Lag (blocks) from which a node is a warning (playbook KPI table: 50).
     pub lag_warn: u64,
-    /// Lag (blocks) that is critical. Playbook: > 100.
+    /// Lag (blocks) from which a node is critical (playbook KPI table: 100).
     pub lag_crit: u64,
     /// Blocks' worth of silence before a stall: threshold = stall_blocks × msperblock + grace.
     pub stall_blocks: u64,
@@ -187,8 +187,15 @@ fn sync_failure(
     };
     let lag = best.saturating_sub(height);
     let frozen_ms = millis_between(since, now);
-    let fleet_moved_since = fleet.best_since().is_some_and(|b| b > since) && best > height;
-    let frozen = frozen_ms > threshold_ms && fleet_moved_since;
+    // Frozen: the fleet has had a newer block for a full block time, and this node, asked
+    // after that, still did not have it. (When a stalled chain resumes, the first node to show
+    // the new block must not make every other node look frozen for the whole stall.)
+    let passed = fleet.passed_since(height);
+    let asked_after = match (passed, n.last_ok_at) {
+        (Some(p), Some(seen)) => millis_between(p, seen) > msperblock,
+        _ => false,
+    };
+    let frozen = frozen_ms > threshold_ms && asked_after;
     let level = if lag >= cfg.lag_crit {
         "critical"
     } else if lag >= cfg.lag_warn {
@@ -232,6 +239,7 @@ fn sync_failure(
             "lag_crit": cfg.lag_crit,
             "height_unchanged_since": since,
             "height_unchanged_ms": frozen_ms,
+            "fleet_passed_height_at": passed,
             "stall_threshold_ms": threshold_ms,
             "msperblock": msperblock,
         }),
@@ -389,7 +397,7 @@ mod tests {
                 };
                 self.fleet.record(obs);
             }
-            self.fleet.end_round(&self.cfg, now);
+            self.fleet.end_round(&self.cfg);
             detect(&self.fleet, &self.cfg, now)
         }
 
@@ -519,6 +527,32 @@ mod tests {
         assert_eq!(f.evidence["level"], "frozen");
         assert_eq!(f.evidence["height"], 2);
         assert_eq!(f.evidence["fleet_best_height"], 7);
+    }
+
+    #[test]
+    fn resumed_chain_does_not_make_slower_nodes_look_frozen() {
+        let mut w = world(4, 3);
+        let names: Vec<String> = w.fleet.nodes().map(|n| n.name.clone()).collect();
+        let all_at = |h: u64| -> Vec<(&str, Option<u64>)> {
+            names.iter().map(|n| (n.as_str(), Some(h))).collect()
+        };
+        w.round(&all_at(4));
+        w.tick(10_000);
+        let a = w.round(&all_at(4));
+        assert_eq!(keys(&a), [CONSENSUS_KEY]);
+        // the chain resumes: one node shows block 5 first, in the same round the others are
+        // still asked at 4
+        w.tick(100);
+        let mut row = all_at(4);
+        row[0].1 = Some(5);
+        let a = w.round(&row);
+        assert!(
+            keys(&a).is_empty(),
+            "no node is frozen, the chain just resumed: {a:?}"
+        );
+        w.tick(100);
+        let a = w.round(&all_at(5));
+        assert!(keys(&a).is_empty(), "{a:?}");
     }
 
     #[test]

@@ -76,8 +76,13 @@ impl NodeState {
 pub struct Fleet {
     nodes: BTreeMap<String, NodeState>,
     best: Option<u64>,
-    best_since: Option<Timestamp>,
+    /// The earliest time each recent height was seen on a believable node (when a node
+    /// first showed it). Says since when the fleet has been past a given height.
+    first_seen: BTreeMap<u64, Timestamp>,
 }
+
+/// Heights remembered in `Fleet::first_seen` (older ones are dropped).
+const FIRST_SEEN_KEPT: usize = 10_000;
 
 /// A node's line in the fleet view (served by `GET /api/v1/nodes`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,7 +118,7 @@ impl Fleet {
                 .map(|s| (s.name.clone(), NodeState::new(s)))
                 .collect(),
             best: None,
-            best_since: None,
+            first_seen: BTreeMap::new(),
         }
     }
 
@@ -165,7 +170,7 @@ impl Fleet {
     /// A height is believed when a second node corroborates it (or it is the only one): the
     /// reference is the second-highest answering height. A node more than
     /// `cfg.implausible_lead` blocks above the reference is marked implausible.
-    pub fn end_round(&mut self, cfg: &DetectConfig, now: Timestamp) {
+    pub fn end_round(&mut self, cfg: &DetectConfig) {
         let mut heights: Vec<u64> = self
             .nodes
             .values()
@@ -180,16 +185,22 @@ impl Fleet {
                 _ => false,
             };
         }
-        let best = self
+        for n in self.nodes.values().filter(|n| n.reachable()) {
+            if let (Some(h), Some(since)) = (n.height, n.height_since) {
+                let t = self.first_seen.entry(h).or_insert(since);
+                *t = (*t).min(since);
+            }
+        }
+        while self.first_seen.len() > FIRST_SEEN_KEPT {
+            self.first_seen.pop_first();
+        }
+        if let Some(b) = self
             .nodes
             .values()
             .filter(|n| n.reachable())
             .filter_map(|n| n.height)
-            .max();
-        if let Some(b) = best {
-            if self.best.is_none_or(|old| b > old) {
-                self.best_since = Some(now);
-            }
+            .max()
+        {
             self.best = Some(b);
         }
     }
@@ -199,9 +210,13 @@ impl Fleet {
         self.best
     }
 
-    /// When the best height last went up.
-    pub fn best_since(&self) -> Option<Timestamp> {
-        self.best_since
+    /// Since when some believable node has been above `height` (the earliest time a higher
+    /// block was seen). `None` while no node is known above it.
+    pub fn passed_since(&self, height: u64) -> Option<Timestamp> {
+        self.first_seen
+            .range(height.saturating_add(1)..)
+            .next()
+            .map(|(_, t)| *t)
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeState> {

@@ -234,6 +234,7 @@ pub enum Change {
     },
     Update {
         id: i64,
+        at: Timestamp,
         severity: Severity,
         nodes: Vec<String>,
         summary: String,
@@ -305,6 +306,7 @@ pub fn reconcile(open: &[Incident], assessment: &Assessment, now: Timestamp) -> 
                 if !events.is_empty() || f.evidence != inc.evidence || f.summary != inc.summary {
                     changes.push(Change::Update {
                         id: inc.id,
+                        at: now,
                         severity,
                         nodes: f.nodes.clone(),
                         summary: f.summary.clone(),

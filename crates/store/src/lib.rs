@@ -195,17 +195,14 @@ impl Store {
             }
             Change::Update {
                 id,
+                at,
                 severity,
                 nodes,
                 summary,
                 evidence,
                 events,
             } => {
-                let at = events
-                    .last()
-                    .map(|e| e.at)
-                    .unwrap_or_else(Timestamp::now)
-                    .as_millisecond();
+                let at = at.as_millisecond();
                 let done = sqlx::query(
                     "UPDATE incidents SET severity = ?, nodes = ?, summary = ?, evidence = ?, \
                      updated_at = ? WHERE id = ?",
@@ -272,6 +269,16 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forget nodes that are no longer configured (their old views would mislead).
+    pub async fn retain_nodes(&self, names: &[String]) -> Result<()> {
+        let keep = serde_json::to_string(names).expect("names serialize");
+        sqlx::query("DELETE FROM node_status WHERE name NOT IN (SELECT value FROM json_each(?))")
+            .bind(keep)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -134,6 +134,12 @@ async fn node_views_and_heights_round_trip() {
     let h = store.stored_heights().await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!((h[0].height, h[0].since), (42, since));
+
+    // a node removed from the configuration disappears from the views
+    store.retain_nodes(&["validator-1".into()]).await.unwrap();
+    assert_eq!(store.nodes().await.unwrap().len(), 1);
+    store.retain_nodes(&["rpc-9".into()]).await.unwrap();
+    assert!(store.nodes().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -198,6 +198,8 @@ impl Watcher {
     /// Load what the store knows: each node's last height (for stall timing) and the open
     /// incidents. Returns the number of open incidents resumed.
     pub async fn resume(&mut self) -> Result<usize, WatchError> {
+        let names: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        self.store.retain_nodes(&names).await?;
         for h in self.store.stored_heights().await? {
             self.fleet.restore(&h.node, h.height, h.since);
         }
@@ -220,7 +222,7 @@ impl Watcher {
             self.fleet.record(o);
         }
         let now = self.clock.now();
-        self.fleet.end_round(&self.config.detect, now);
+        self.fleet.end_round(&self.config.detect);
         let assessment = detect(&self.fleet, &self.config.detect, now);
         let open = self.store.open_incidents().await?;
         for change in reconcile(&open, &assessment, now) {
