@@ -17,7 +17,7 @@ use std::sync::Arc;
 use neo_ir_core::clock::{Clock, SystemClock};
 use neo_ir_core::config::Config;
 use neo_ir_core::detect::detect;
-use neo_ir_core::fleet::{Fleet, NodeSpec, NodeView};
+use neo_ir_core::fleet::{Fleet, NodeSpec};
 use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
 use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
 use neo_ir_store::Store;
@@ -92,8 +92,7 @@ pub struct Watcher {
     fleet: Fleet,
     clock: Arc<dyn Clock>,
     notices: broadcast::Sender<Notice>,
-    rounds_tx: watch::Sender<u64>,
-    rounds: u64,
+    rounds: watch::Sender<u64>,
 }
 
 impl Watcher {
@@ -110,12 +109,7 @@ impl Watcher {
             };
             targets.push(NodeTarget::from_config(n, password));
         }
-        let prober = Prober::new(ProbeConfig {
-            timeout: config.probe.timeout,
-            max_body_bytes: config.probe.max_body_bytes,
-            max_concurrency: config.probe.max_concurrency,
-            ..ProbeConfig::default()
-        })?;
+        let prober = Prober::new(ProbeConfig::from(&config.probe))?;
         let specs: Vec<NodeSpec> = config
             .nodes
             .iter()
@@ -125,7 +119,7 @@ impl Watcher {
             })
             .collect();
         let (notices, _) = broadcast::channel(256);
-        let (rounds_tx, _) = watch::channel(0);
+        let (rounds, _) = watch::channel(0);
         Ok(Self {
             fleet: Fleet::new(&specs),
             config,
@@ -134,25 +128,19 @@ impl Watcher {
             store,
             clock: Arc::new(SystemClock),
             notices,
-            rounds_tx,
-            rounds: 0,
+            rounds,
         })
     }
 
     pub fn handle(&self) -> WatchHandle {
         WatchHandle {
             notices: self.notices.clone(),
-            rounds: self.rounds_tx.subscribe(),
+            rounds: self.rounds.subscribe(),
         }
     }
 
-    /// The current fleet view.
-    pub fn view(&self) -> Vec<NodeView> {
-        self.fleet.view()
-    }
-
-    /// Run rounds until `shutdown` completes. A round in progress is abandoned at shutdown
-    /// only before it writes; writes are transactions, so nothing is half-stored.
+    /// Run rounds until `shutdown` completes. Shutdown is taken between rounds; the probe
+    /// tasks are then stopped. Every write is a transaction, so nothing is half-stored.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
         let resumed = self.resume().await?;
         tracing::info!(
@@ -191,7 +179,7 @@ impl Watcher {
             }
         }
         probes.shutdown().await;
-        tracing::info!(rounds = self.rounds, "watcher stopped");
+        tracing::info!(rounds = *self.rounds.borrow(), "watcher stopped");
         Ok(())
     }
 
@@ -230,8 +218,7 @@ impl Watcher {
             self.announce(&change, incident);
         }
         self.store.save_nodes(&self.fleet.view(), now).await?;
-        self.rounds += 1;
-        self.rounds_tx.send_replace(self.rounds);
+        self.rounds.send_modify(|r| *r += 1);
         Ok(())
     }
 
