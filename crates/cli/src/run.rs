@@ -68,10 +68,14 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let store = Store::open(&cfg.store.url)
         .await
         .with_context(|| format!("opening the store {}", cfg.store.url))?;
-    let (listener, addr) = neo_ir_server::bind(&cfg.server.listen)
+    let listen = cfg.server.listen.clone();
+    let store_url = cfg.store.url.clone();
+    // built first: a missing password stops the start before anything listens
+    let watcher = Watcher::new(cfg, store.clone())?;
+    let (listener, addr) = neo_ir_server::bind(&listen)
         .await
-        .with_context(|| format!("binding the API to {}", cfg.server.listen))?;
-    tracing::info!(config = %path.display(), api = %format!("http://{addr}"), store = %cfg.store.url, "neo-ir watch starting");
+        .with_context(|| format!("binding the API to {listen}"))?;
+    tracing::info!(config = %path.display(), api = %format!("http://{addr}"), store = %store_url, "neo-ir watch starting");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
@@ -80,7 +84,6 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             let _ = rx.wait_for(|s| *s).await;
         }))
     };
-    let watcher = Watcher::new(cfg, store.clone())?;
     let mut rx = stop_rx.clone();
     let watching = tokio::spawn(watcher.run(async move {
         let _ = rx.wait_for(|s| *s).await;
