@@ -3,6 +3,7 @@
 //! hang, garbage, huge or gzip-bomb bodies, HTTP and JSON-RPC errors), plus Basic auth,
 //! version caching and bounded concurrency.
 
+use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +20,8 @@ use futures::StreamExt;
 use neo_ir_core::{FailureKind, Observation, ProbeFailure, Role};
 use neo_ir_probe::{NodeTarget, ProbeConfig, ProbeError, Prober};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
 const BEST: &str = "0x9d3276785e7306daf59a3f3b9e31912c095598bbfb8a4476b821b0e59be4c57a";
@@ -38,6 +41,39 @@ async fn serve(router: Router) -> SocketAddr {
     tokio::spawn(async move {
         axum::serve(listener, router).await.unwrap();
     });
+    addr
+}
+
+/// A server answering every POST to `/` with `handler`.
+async fn serve_post<H, T>(handler: H) -> SocketAddr
+where
+    H: axum::handler::Handler<T, ()>,
+    T: 'static,
+{
+    serve(Router::new().route("/", post(handler))).await
+}
+
+/// A raw TCP server (no HTTP) that hands each accepted socket, one at a time, to `handle`.
+async fn raw_server<F, Fut>(handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            handle(sock).await;
+        }
+    });
+    addr
+}
+
+/// An address on which nothing listens (bound, then released).
+fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
     addr
 }
 
@@ -61,6 +97,12 @@ fn prober(timeout_ms: u64) -> Prober {
 fn failure(o: &Observation) -> &ProbeFailure {
     o.failure()
         .unwrap_or_else(|| panic!("expected a failure, got {:?}", o.outcome))
+}
+
+/// Asserts that `o` is a failure of `kind`, showing the failure otherwise.
+#[track_caller]
+fn assert_kind(o: &Observation, kind: FailureKind) {
+    assert_eq!(failure(o).kind, kind, "{}", failure(o));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -233,15 +275,11 @@ async fn spawn_fixed(
             r
         }
     };
-    serve(Router::new().route("/", post(handler))).await
+    serve_post(handler).await
 }
 
 async fn spawn_hang() -> SocketAddr {
-    serve(Router::new().route(
-        "/",
-        post(|| async { futures::future::pending::<&'static str>().await }),
-    ))
-    .await
+    serve_post(|| async { futures::future::pending::<&'static str>().await }).await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -421,73 +459,52 @@ async fn rpc_errors_on_required_methods() {
 
 #[tokio::test]
 async fn refused() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    let o = prober(2000).probe(&target("down", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Refused, "{}", failure(&o));
+    let o = prober(2000).probe(&target("down", dead_addr()), None).await;
+    assert_kind(&o, FailureKind::Refused);
 }
 
 #[tokio::test]
 async fn reset_when_the_connection_closes_mid_request() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = [0u8; 16];
-            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
-            drop(sock);
-        }
-    });
+    let addr = raw_server(|mut sock| async move {
+        let mut buf = [0u8; 16];
+        let _ = sock.read(&mut buf).await;
+        drop(sock);
+    })
+    .await;
     let o = prober(2000).probe(&target("reset", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+    assert_kind(&o, FailureKind::Reset);
 
     // The whole request read, then a clean close without an answer.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut got = Vec::new();
-            while !String::from_utf8_lossy(&got).contains("getconnectioncount") {
-                match tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
+    let addr = raw_server(|mut sock| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("getconnectioncount") {
+            match sock.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
             }
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut sock).await;
-            drop(sock);
         }
-    });
+        let _ = sock.shutdown().await;
+        drop(sock);
+    })
+    .await;
     let o = prober(2000).probe(&target("closed", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+    assert_kind(&o, FailureKind::Reset);
 
     // Headers and half a body, then the connection closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let mut buf = vec![0u8; 64 * 1024];
-            let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
-            let _ = tokio::io::AsyncWriteExt::write_all(
-                &mut sock,
+    let addr = raw_server(|mut sock| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let _ = sock.read(&mut buf).await;
+        let _ = sock
+            .write_all(
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n[{\"jsonrpc\"",
             )
             .await;
-            drop(sock);
-        }
-    });
+        drop(sock);
+    })
+    .await;
     let o = prober(2000).probe(&target("cut", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Reset, "{}", failure(&o));
+    assert_kind(&o, FailureKind::Reset);
 }
 
 #[tokio::test]
@@ -495,8 +512,7 @@ async fn hang_times_out() {
     let addr = spawn_hang().await;
     let start = Instant::now();
     let o = prober(300).probe(&target("hang", addr), None).await;
-    let f = failure(&o);
-    assert_eq!(f.kind, FailureKind::Timeout, "{f}");
+    assert_kind(&o, FailureKind::Timeout);
     assert!(start.elapsed() < Duration::from_secs(5));
 
     // Headers sent, then the body stalls: the deadline covers the body too.
@@ -510,10 +526,10 @@ async fn hang_times_out() {
             Body::from_stream(stream),
         )
     };
-    let addr = serve(Router::new().route("/", post(handler))).await;
+    let addr = serve_post(handler).await;
     let start = Instant::now();
     let o = prober(300).probe(&target("stall", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Timeout, "{}", failure(&o));
+    assert_kind(&o, FailureKind::Timeout);
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
@@ -551,7 +567,7 @@ async fn garbage_and_wrong_shapes_are_malformed() {
     )
     .await;
     let o = prober(2000).probe(&target("badgz", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::Malformed, "{}", failure(&o));
+    assert_kind(&o, FailureKind::Malformed);
 }
 
 #[tokio::test]
@@ -607,7 +623,7 @@ async fn fifty_megabytes_is_too_large_and_not_read_whole() {
                 r
             }
         };
-        let addr = serve(Router::new().route("/", post(handler))).await;
+        let addr = serve_post(handler).await;
         let start = Instant::now();
         let o = prober(5000).probe(&target("big", addr), None).await;
         let f = failure(&o);
@@ -648,7 +664,7 @@ async fn gzip_bomb_is_too_large() {
     .await;
     let p = prober_with(5000, |c| c.max_body_bytes = 1024 * 1024);
     let o = p.probe(&target("bomb", addr), None).await;
-    assert_eq!(failure(&o).kind, FailureKind::TooLarge, "{}", failure(&o));
+    assert_kind(&o, FailureKind::TooLarge);
 }
 
 #[tokio::test]
@@ -684,9 +700,7 @@ async fn basic_auth() {
         assert!(!t.to_string().contains(PASSWORD), "{t}");
     }
     // Errors from a target with credentials, of several kinds, never carry the password.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = l.local_addr().unwrap();
-    drop(l);
+    let dead = dead_addr();
     let hang = spawn_hang().await;
     let p = prober(300);
     for url in [
@@ -719,9 +733,7 @@ async fn probe_all_isolates_bad_nodes() {
     .await;
     let hang = spawn_hang().await;
     let garbage = spawn_fixed(StatusCode::OK, vec![], b"\x00\x01garbage".to_vec()).await;
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = l.local_addr().unwrap();
-    drop(l);
+    let dead = dead_addr();
 
     let targets = vec![
         (target("hang", hang), None),
