@@ -118,6 +118,26 @@ impl Running {
             .unwrap_or_default()
     }
 
+    /// Wait for an open incident of `kind` and return it.
+    async fn wait_open(&self, kind: &str) -> Value {
+        eventually(&format!("a {kind} incident opens"), || async {
+            of_kind(&self.incidents(false).await, kind)
+                .first()
+                .map(|i| (*i).clone())
+        })
+        .await
+    }
+
+    /// Wait until incident `id` is resolved and return it with its timeline.
+    async fn wait_resolved(&self, id: &Value) -> Value {
+        let path = format!("/api/v1/incidents/{id}");
+        eventually(&format!("incident {id} resolves"), || async {
+            let d = self.get(&path).await;
+            (d["status"] == "resolved").then_some(d)
+        })
+        .await
+    }
+
     async fn node(&self, name: &str) -> Value {
         let nodes = self.get("/api/v1/nodes").await;
         nodes["nodes"]
@@ -164,12 +184,7 @@ async fn crashed_rpc_node_opens_p2_node_down_and_resolves_after_recover() {
     .await;
 
     net.inject("rpc-1", Fault::Crash).await.unwrap();
-    let inc = eventually("node_down opens", || async {
-        of_kind(&w.incidents(false).await, "node_down")
-            .first()
-            .map(|i| (*i).clone())
-    })
-    .await;
+    let inc = w.wait_open("node_down").await;
     assert_eq!(inc["severity"], "P2");
     assert_eq!(inc["nodes"], serde_json::json!(["rpc-1"]));
     assert_eq!(inc["status"], "detected");
@@ -179,12 +194,7 @@ async fn crashed_rpc_node_opens_p2_node_down_and_resolves_after_recover() {
     assert_eq!(w.node("rpc-1").await["error_kind"], "refused");
 
     net.recover_node("rpc-1").await.unwrap();
-    let id = inc["id"].as_i64().unwrap();
-    let resolved = eventually("node_down resolves", || async {
-        let d = w.get(&format!("/api/v1/incidents/{id}")).await;
-        (d["status"] == "resolved").then_some(d)
-    })
-    .await;
+    let resolved = w.wait_resolved(&inc["id"]).await;
     assert!(resolved["resolved_at"].is_string());
     let types: Vec<&str> = resolved["timeline"]
         .as_array()
@@ -216,12 +226,7 @@ async fn chain_stall_is_one_p1_consensus_failure() {
     .await;
 
     net.stall();
-    let inc = eventually("consensus_failure opens", || async {
-        of_kind(&w.incidents(false).await, "consensus_failure")
-            .first()
-            .map(|i| (*i).clone())
-    })
-    .await;
+    let inc = w.wait_open("consensus_failure").await;
     assert_eq!(inc["severity"], "P1");
     assert_eq!(
         inc["evidence"]["msperblock"], 200,
@@ -248,11 +253,7 @@ async fn chain_stall_is_one_p1_consensus_failure() {
     );
 
     net.resume();
-    let id = inc["id"].as_i64().unwrap();
-    eventually("consensus_failure resolves", || async {
-        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
-    })
-    .await;
+    w.wait_resolved(&inc["id"]).await;
     // after the resume, every node catches up: no node may look frozen for the stall
     let resumed_at = net.height();
     eventually("chain advances after resume", || async {
@@ -277,12 +278,7 @@ async fn frozen_node_is_a_sync_failure_of_that_node_only() {
     .await;
 
     net.inject("rpc-3", Fault::Freeze).await.unwrap();
-    let inc = eventually("sync_failure opens", || async {
-        of_kind(&w.incidents(false).await, "sync_failure")
-            .first()
-            .map(|i| (*i).clone())
-    })
-    .await;
+    let inc = w.wait_open("sync_failure").await;
     assert_eq!(inc["nodes"], serde_json::json!(["rpc-3"]));
     assert_eq!(inc["severity"], "P2");
     assert_eq!(inc["evidence"]["level"], "frozen");
@@ -291,11 +287,7 @@ async fn frozen_node_is_a_sync_failure_of_that_node_only() {
     assert!(of_kind(&open, "consensus_failure").is_empty());
 
     net.recover_node("rpc-3").await.unwrap();
-    let id = inc["id"].as_i64().unwrap();
-    eventually("sync_failure resolves", || async {
-        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
-    })
-    .await;
+    w.wait_resolved(&inc["id"]).await;
     w.stop().await;
     net.shutdown().await;
 }
@@ -307,12 +299,7 @@ async fn restarted_watcher_resumes_the_same_incident() {
     let net = network(4, 3, 200).await;
     let w = Running::start(config(&net, &url)).await;
     net.inject("rpc-2", Fault::Crash).await.unwrap();
-    let inc = eventually("node_down opens", || async {
-        of_kind(&w.incidents(false).await, "node_down")
-            .first()
-            .map(|i| (*i).clone())
-    })
-    .await;
+    let inc = w.wait_open("node_down").await;
     let id = inc["id"].as_i64().unwrap();
     w.stop().await;
 
@@ -322,7 +309,8 @@ async fn restarted_watcher_resumes_the_same_incident() {
         "the new watcher has probed rpc-2 at least twice",
         || async {
             let n = w.node("rpc-2").await;
-            let fresh = n["last_probe_at"].as_str()? > inc["opened_at"].as_str()?;
+            let ts = |v: &Value| v.as_str()?.parse::<jiff::Timestamp>().ok();
+            let fresh = ts(&n["last_probe_at"])? > ts(&inc["opened_at"])?;
             (fresh && n["consecutive_failures"].as_u64()? >= 2).then_some(())
         },
     )
@@ -340,10 +328,7 @@ async fn restarted_watcher_resumes_the_same_incident() {
     assert_eq!(opened, 1, "no duplicate open event: {detail}");
 
     net.recover_node("rpc-2").await.unwrap();
-    eventually("resolves after restart", || async {
-        (w.get(&format!("/api/v1/incidents/{id}")).await["status"] == "resolved").then_some(())
-    })
-    .await;
+    w.wait_resolved(&inc["id"]).await;
     assert_eq!(w.incidents(true).await.len(), 1);
     w.stop().await;
     net.shutdown().await;
