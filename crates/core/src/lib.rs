@@ -10,6 +10,7 @@ pub mod detect;
 pub mod fleet;
 pub mod incident;
 pub mod observation;
+pub mod telemetry;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use observation::{
