@@ -81,7 +81,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             timeout: Duration::from_secs(1),
             ..ProbeSettings::default()
         },
-        detect: DetectConfig::default(),
+        detect: DetectConfig {
+            // hysteresis: a condition must stay clear this long before its incident resolves
+            debounce: neo_ir_core::debounce::DebounceRules {
+                clear_for: Duration::from_secs(2),
+                ..Default::default()
+            },
+            ..DetectConfig::default()
+        },
         store: StoreSettings {
             url: args.store.clone(),
         },

@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub auth_user: Option<String>,
     /// Name of the environment variable that holds the Basic-auth password.
     pub auth_password_env: Option<String>,
+    /// A validator's index in the consensus order (what block headers' `primary` counts);
+    /// default: its position among the configured validators.
+    pub validator_index: Option<u32>,
 }
 
 impl NodeConfig {
@@ -52,6 +55,7 @@ impl NodeConfig {
             metrics: None,
             auth_user: None,
             auth_password_env: None,
+            validator_index: None,
         }
     }
 }
@@ -155,6 +159,7 @@ struct RawNode {
     metrics: Option<String>,
     auth_user: Option<String>,
     auth_password_env: Option<String>,
+    validator_index: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -173,6 +178,7 @@ struct RawDetect {
     lag_crit: Option<u64>,
     stall_grace: Option<String>,
     implausible_lead: Option<u64>,
+    clear_for: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,6 +230,13 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         if let Some(m) = &n.metrics {
             check_url(m).map_err(|msg| located.error(at("metrics"), "nodes.metrics", &msg))?;
         }
+        if n.validator_index.is_some() && n.role != Role::Validator {
+            return Err(located.error(
+                at("validator_index"),
+                "nodes.validator_index",
+                "only a node with role = \"validator\" has a validator index",
+            ));
+        }
         if n.auth_password_env.is_some() && n.auth_user.is_none() {
             return Err(located.error(
                 at("auth_password_env"),
@@ -238,6 +251,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             metrics: n.metrics,
             auth_user: n.auth_user,
             auth_password_env: n.auth_password_env,
+            validator_index: n.validator_index,
         });
     }
     if nodes.is_empty() {
@@ -294,6 +308,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(v) = raw.detect.implausible_lead {
         detect.implausible_lead = v;
+    }
+    if let Some(s) = &raw.detect.clear_for {
+        detect.debounce.clear_for = located.duration("detect", "clear_for", s)?;
     }
 
     let store = StoreSettings {

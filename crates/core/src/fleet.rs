@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ChainHistory;
 use crate::detect::DetectConfig;
+use crate::fork::ForkReport;
 use crate::observation::{HeaderInfo, NodeVersion, Observation, Role};
 
 /// A node the fleet tracks.
@@ -15,6 +17,9 @@ use crate::observation::{HeaderInfo, NodeVersion, Observation, Role};
 pub struct NodeSpec {
     pub name: String,
     pub role: Role,
+    /// A validator's position in the consensus order (the index dBFT's `primary` refers
+    /// to). Validators without one get their position among the configured validators.
+    pub validator_index: Option<u32>,
 }
 
 /// What the fleet knows about one node.
@@ -22,6 +27,7 @@ pub struct NodeSpec {
 pub struct NodeState {
     pub name: String,
     pub role: Role,
+    pub validator_index: Option<u32>,
     /// The latest probe (successful or not).
     pub last: Option<Observation>,
     /// Failed probes in a row (the confirming re-probe counts).
@@ -44,10 +50,11 @@ pub struct NodeState {
 }
 
 impl NodeState {
-    fn new(spec: &NodeSpec) -> Self {
+    fn new(spec: &NodeSpec, validator_index: Option<u32>) -> Self {
         Self {
             name: spec.name.clone(),
             role: spec.role,
+            validator_index,
             last: None,
             consecutive_failures: 0,
             failing_since: None,
@@ -76,6 +83,10 @@ impl NodeState {
 pub struct Fleet {
     nodes: BTreeMap<String, NodeState>,
     best: Option<u64>,
+    /// Recent canonical headers (dBFT views, block times).
+    chain: ChainHistory,
+    /// The latest cross-node hash comparison.
+    fork: Option<ForkReport>,
     /// The earliest time each recent height was seen on a believable node (when a node
     /// first showed it). Says since when the fleet has been past a given height.
     first_seen: BTreeMap<u64, Timestamp>,
@@ -83,6 +94,8 @@ pub struct Fleet {
 
 /// Heights remembered in `Fleet::first_seen` (older ones are dropped).
 const FIRST_SEEN_KEPT: usize = 10_000;
+/// Canonical headers kept for dBFT attribution and block times.
+pub const HEADERS_KEPT: usize = 200;
 
 /// A node's line in the fleet view (served by `GET /api/v1/nodes`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,12 +125,22 @@ pub struct NodeView {
 
 impl Fleet {
     pub fn new(specs: &[NodeSpec]) -> Self {
+        let mut position = 0u32;
+        let nodes = specs
+            .iter()
+            .map(|s| {
+                let index = (s.role == Role::Validator).then(|| {
+                    position += 1;
+                    s.validator_index.unwrap_or(position - 1)
+                });
+                (s.name.clone(), NodeState::new(s, index))
+            })
+            .collect();
         Self {
-            nodes: specs
-                .iter()
-                .map(|s| (s.name.clone(), NodeState::new(s)))
-                .collect(),
+            nodes,
             best: None,
+            chain: ChainHistory::new(HEADERS_KEPT),
+            fork: None,
             first_seen: BTreeMap::new(),
         }
     }
@@ -154,6 +177,15 @@ impl Fleet {
                 if let Some(h) = &status.header {
                     if n.header.as_ref().is_none_or(|old| h.index >= old.index) {
                         n.header = Some(h.clone());
+                    }
+                    // only headers of nodes on the canonical chain describe its consensus
+                    let off_canonical = self.fork.as_ref().is_some_and(|r| {
+                        r.partitions[1..]
+                            .iter()
+                            .any(|p| p.nodes.contains(&obs.node))
+                    });
+                    if !off_canonical {
+                        self.chain.insert(h.clone());
                     }
                 }
             }
@@ -230,6 +262,38 @@ impl Fleet {
     /// Blocks a node is behind the best height.
     pub fn lag(&self, node: &NodeState) -> Option<u64> {
         Some(self.best?.saturating_sub(node.height?))
+    }
+
+    /// Recent canonical headers.
+    pub fn chain(&self) -> &ChainHistory {
+        &self.chain
+    }
+
+    /// A header fetched to fill the history (from a node on the canonical chain).
+    pub fn record_header(&mut self, h: HeaderInfo) {
+        self.chain.insert(h);
+    }
+
+    pub fn set_fork_report(&mut self, report: ForkReport) {
+        self.fork = Some(report);
+    }
+
+    pub fn fork_report(&self) -> Option<&ForkReport> {
+        self.fork.as_ref()
+    }
+
+    /// The configured node that is validator `index`, if any.
+    pub fn validator_node(&self, index: u32) -> Option<String> {
+        self.nodes
+            .values()
+            .find(|n| n.validator_index == Some(index))
+            .map(|n| n.name.clone())
+    }
+
+    /// A validator's node name, or `#index` for a validator neo-ir does not watch.
+    pub fn validator_name(&self, index: u32) -> String {
+        self.validator_node(index)
+            .unwrap_or_else(|| format!("#{index}"))
     }
 
     /// The validator count most nodes' `getversion` reports.

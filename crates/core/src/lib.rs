@@ -4,10 +4,13 @@
 //! Nothing in this crate does I/O: every function takes plain data and a time, so the whole
 //! detection and response logic is unit-tested with simulated time (see `clock::ManualClock`).
 
+pub mod chain;
 pub mod clock;
 pub mod config;
+pub mod debounce;
 pub mod detect;
 pub mod fleet;
+pub mod fork;
 pub mod incident;
 pub mod observation;
 pub mod telemetry;

@@ -459,11 +459,7 @@ impl Prober {
 
     /// POST `body`, under the hard timeout, and read the answer up to the body limit.
     async fn post(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
-        let timeout = self.inner.cfg.timeout;
-        let res = match tokio::time::timeout(timeout, self.post_inner(target, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(ProbeError::Timeout(timeout)),
-        };
+        let res = self.within_timeout(self.post_inner(target, body)).await;
         if res.is_err() {
             self.forget_version(&target.name);
         }
@@ -471,15 +467,7 @@ impl Prober {
     }
 
     async fn post_inner(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
-        let cfg = &self.inner.cfg;
-        let url = reqwest::Url::parse(&target.rpc_url)
-            .map_err(|e| ProbeError::Other(format!("invalid RPC URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(ProbeError::Other(format!(
-                "RPC URL {} is not http or https",
-                target.redacted_url()
-            )));
-        }
+        let url = http_url(&target.rpc_url, "RPC")?;
         let mut req = self
             .inner
             .client
@@ -490,25 +478,61 @@ impl Prober {
         if let Some(auth) = &target.auth {
             req = req.basic_auth(&auth.user, Some(&auth.password));
         }
-        let mut resp = req
-            .send()
+        let resp = self.send(req).await?;
+        check_status(resp.status())?;
+        self.read_limited(resp).await
+    }
+
+    /// One GET (the shared "GET with limits" of the telemetry scrapes). It adds no
+    /// credentials (reqwest still sends a user and password written into the URL itself),
+    /// holds a concurrency slot, runs under the hard timeout, and reads the body up to the
+    /// body limit only when the status is a success (the body is empty otherwise). `what`
+    /// names the URL in messages ("metrics", "health").
+    pub(crate) async fn get_limited(
+        &self,
+        url: &str,
+        accept: &'static str,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), ProbeError> {
+        let _permit = self.permit().await;
+        self.within_timeout(async {
+            let url = http_url(url, what)?;
+            let req = self
+                .inner
+                .client
+                .get(url)
+                .header(ACCEPT, HeaderValue::from_static(accept));
+            let resp = self.send(req).await?;
+            let status = resp.status();
+            if !status.is_success() {
+                return Ok((status, Vec::new()));
+            }
+            Ok((status, self.read_limited(resp).await?))
+        })
+        .await
+    }
+
+    /// `fut` under the hard timeout of one request (connection, headers and body).
+    async fn within_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, ProbeError>>,
+    ) -> Result<T, ProbeError> {
+        let timeout = self.inner.cfg.timeout;
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(ProbeError::Timeout(timeout)),
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProbeError> {
+        req.send()
             .await
-            .map_err(|e| ProbeError::from_reqwest(e, cfg.timeout))?;
+            .map_err(|e| ProbeError::from_reqwest(e, self.inner.cfg.timeout))
+    }
 
-        let status = resp.status();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(ProbeError::Auth {
-                http_status: Some(status.as_u16()),
-                rpc_code: None,
-                message: format!("HTTP {status}"),
-            });
-        }
-        if !status.is_success() {
-            return Err(ProbeError::HttpStatus {
-                status: status.as_u16(),
-            });
-        }
-
+    /// Read the (decompressed) body of `resp` up to the body limit.
+    async fn read_limited(&self, mut resp: reqwest::Response) -> Result<Vec<u8>, ProbeError> {
+        let cfg = &self.inner.cfg;
         let limit = cfg.max_body_bytes;
         let declared = resp.content_length();
         if let Some(len) = declared {
@@ -537,6 +561,36 @@ impl Prober {
         }
         Ok(buf)
     }
+}
+
+/// `url` parsed, and checked to be http or https; messages show it redacted.
+fn http_url(url: &str, what: &str) -> Result<reqwest::Url, ProbeError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ProbeError::Other(format!("invalid {what} URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(ProbeError::Other(format!(
+            "{what} URL {} is not http or https",
+            redact_url(url)
+        )));
+    }
+    Ok(parsed)
+}
+
+/// 401/403 are `Auth`, any other non-2xx status is `HttpStatus`.
+pub(crate) fn check_status(status: reqwest::StatusCode) -> Result<(), ProbeError> {
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(ProbeError::Auth {
+            http_status: Some(status.as_u16()),
+            rpc_code: None,
+            message: format!("HTTP {status}"),
+        });
+    }
+    if !status.is_success() {
+        return Err(ProbeError::HttpStatus {
+            status: status.as_u16(),
+        });
+    }
+    Ok(())
 }
 
 fn debug_optional(target: &NodeTarget, method: &str, error: &dyn std::fmt::Display) {

@@ -2,18 +2,25 @@
 //! (`getblockcount`, `getbestblockhash`, `getconnectioncount`, cached `getversion`, and the
 //! header at a height when asked), under a hard timeout, a body limit and bounded
 //! concurrency, and reports an `Observation` with either a `ChainStatus` or a typed
-//! `ProbeFailure`.
+//! `ProbeFailure`. Beside JSON-RPC it scrapes node telemetry ([`Prober::scrape`]): the
+//! Prometheus `/metrics` body and, for neo-rs, `/healthz` and `/readyz`, into a `NodeMetrics`.
 //!
 //! - [`parse`]: pure parsing of what neo-cli (C#), neo-go and neo-rs send.
 //! - [`client`]: the [`Prober`] (HTTP, limits, version cache, failure classification).
+//! - [`metrics`]: a tolerant Prometheus text parser, the values neo-ir reads, the scrape.
+//! - [`health`]: neo-rs `/healthz` and `/readyz`.
 //! - [`error`]: [`ProbeError`] and its mapping onto `FailureKind`.
 
 pub mod client;
 pub mod error;
+pub mod health;
+pub mod metrics;
 pub mod parse;
 
 pub use client::{redact_url, BasicAuth, NodeTarget, ProbeConfig, Prober};
 pub use error::ProbeError;
+pub use health::{health_url, healthz_ok, readyz_ok};
+pub use metrics::{metrics_from, node_metrics, parse_exposition, Exposition, Family, Sample};
 pub use parse::{
     parse_response, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse, RpcResponses,
     StateHeight, StateRoot, Witness,

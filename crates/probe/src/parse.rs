@@ -1127,4 +1127,212 @@ mod tests {
         let r = parse_response(br#"{"jsonrpc":"2.0","id":1,"error":null,"result":7}"#).unwrap();
         assert_eq!(r.results_for(&[1]).unwrap(), vec![Ok(Value::from(7))]);
     }
+
+    // ---------------------------------------------------------------------------------
+    // Property tests: no input, however broken, makes the parsers panic.
+
+    use proptest::prelude::*;
+
+    /// Keys the parsers look for, so generated objects often hit the real code paths.
+    const KEYS: &[&str] = &[
+        "jsonrpc",
+        "id",
+        "result",
+        "error",
+        "code",
+        "message",
+        "data",
+        "hash",
+        "size",
+        "version",
+        "index",
+        "time",
+        "nonce",
+        "primary",
+        "nextconsensus",
+        "previousblockhash",
+        "merkleroot",
+        "witnesses",
+        "invocation",
+        "verification",
+        "confirmations",
+        "nextblockhash",
+        "useragent",
+        "protocol",
+        "network",
+        "tcpport",
+        "msperblock",
+        "validatorscount",
+        "roothash",
+        "localrootindex",
+        "validatedrootindex",
+        "connected",
+        "unconnected",
+        "bad",
+        "address",
+        "port",
+        "lastknownheight",
+    ];
+
+    fn arb_key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => prop::sample::select(KEYS).prop_map(str::to_string),
+            1 => ".{0,8}",
+        ]
+    }
+
+    /// Any JSON value, numbers and strings biased towards the edges the parsers check.
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop_oneof![Just(0i64), Just(-1), Just(1), Just(-600), Just(-32601)]
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            "(0x)?[0-9a-fA-F]{62,66}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec((arb_key(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Every typed parser, and the envelope, on `v` (results are ignored).
+    fn parse_everything(v: &Value) {
+        let _ = parse_block_count(v);
+        let _ = parse_hash(v);
+        let _ = parse_connection_count(v);
+        let _ = parse_version(v);
+        let _ = parse_header(v);
+        let _ = parse_state_root(v);
+        let _ = parse_state_height(v);
+        let _ = parse_peers(v);
+        let bytes = serde_json::to_vec(v).unwrap();
+        if let Ok(r) = parse_response(&bytes) {
+            let _ = r.results_for(&[1, 2, 3]);
+            let _ = r.null_id_error();
+            for resp in &r.responses {
+                match &resp.outcome {
+                    Ok(v) => {
+                        let _ = parse_header(v);
+                        let _ = parse_version(v);
+                    }
+                    Err(e) => {
+                        let _ = e.to_string();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The JSON pointer of every node of `v`, `v` itself first.
+    fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    pointers(item, format!("{at}/{i}"), out);
+                }
+            }
+            Value::Object(obj) => {
+                for (k, item) in obj {
+                    let k = k.replace('~', "~0").replace('/', "~1");
+                    pointers(item, format!("{at}/{k}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn parse_response_never_panics_on_bytes(
+            bytes in prop::collection::vec(any::<u8>(), 0..4096)
+        ) {
+            if let Ok(r) = parse_response(&bytes) {
+                let _ = r.results_for(&[1, 2]);
+            }
+        }
+
+        #[test]
+        fn parsers_never_panic_on_any_json(v in arb_json()) {
+            parse_everything(&v);
+        }
+
+        #[test]
+        fn parsers_never_panic_on_wrong_envelopes(
+            id in arb_json(),
+            result in arb_json(),
+            error in arb_json(),
+            which in 0u8..4,
+        ) {
+            let mut one = serde_json::Map::new();
+            one.insert("jsonrpc".into(), "2.0".into());
+            one.insert("id".into(), id);
+            if which & 1 == 1 {
+                one.insert("result".into(), result);
+            }
+            if which & 2 == 2 {
+                one.insert("error".into(), error);
+            }
+            let one = Value::Object(one);
+            parse_everything(&one);
+            parse_everything(&Value::Array(vec![one.clone(), one]));
+        }
+
+        /// A fixture with one node swapped for any value: structured, nearly right, wrong.
+        #[test]
+        fn parsers_never_panic_on_mutated_fixtures(
+            fixture in prop::sample::select(RPC_FIXTURES),
+            node in any::<prop::sample::Index>(),
+            replacement in arb_json(),
+        ) {
+            let mut v: Value = match serde_json::from_slice(&body(fixture)) {
+                Ok(v) => v,
+                // The `extra-rpc-*` captures that are not JSON bodies.
+                Err(_) => return Ok(()),
+            };
+            let mut all = Vec::new();
+            pointers(&v, String::new(), &mut all);
+            let at = node.get(&all).clone();
+            if let Some(slot) = v.pointer_mut(&at) {
+                *slot = replacement;
+            }
+            parse_everything(&v);
+            if let Some(result) = v.get("result") {
+                parse_everything(result);
+            }
+        }
+
+        /// A fixture's bytes with some of them overwritten, dropped or cut short.
+        #[test]
+        fn parse_response_never_panics_on_damaged_fixtures(
+            fixture in prop::sample::select(RPC_FIXTURES),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+        ) {
+            let mut b = body(fixture);
+            for (at, byte, op) in edits {
+                if b.is_empty() {
+                    break;
+                }
+                let i = at.index(b.len());
+                match op {
+                    0 => b[i] = byte,
+                    1 => { b.remove(i); }
+                    _ => b.truncate(i),
+                }
+            }
+            if let Ok(r) = parse_response(&b) {
+                let _ = r.results_for(&[1, 2, 3]);
+            }
+        }
+    }
 }

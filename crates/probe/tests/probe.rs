@@ -1,7 +1,8 @@
 //! Integration tests of the `Prober` against real HTTP servers (axum) on 127.0.0.1: healthy
 //! nodes answering fixture-shaped batches, and every way a node can fail (refused, reset,
 //! hang, garbage, huge or gzip-bomb bodies, HTTP and JSON-RPC errors), plus Basic auth,
-//! version caching and bounded concurrency.
+//! version caching and bounded concurrency. Then the telemetry scrape (`Prober::scrape`):
+//! Prometheus metrics and neo-rs `/healthz` / `/readyz`, healthy and failing.
 
 use std::future::Future;
 use std::io::Write;
@@ -14,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use neo_ir_core::{FailureKind, Observation, ProbeFailure, Role};
@@ -843,4 +844,324 @@ async fn call_and_batch() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), FailureKind::Timeout);
+}
+
+// ---------------------------------------------------------------------------------------
+// Telemetry: `Prober::scrape` against a fake neo-rs telemetry port.
+
+const NEO_RS: &str = "neo-rs-0.14-testnet-genesis/";
+
+fn fixture_text(rel: &str) -> String {
+    std::fs::read_to_string(format!("{FIXTURES}{rel}")).unwrap()
+}
+
+/// The neo-rs 0.14 capture has no `process_*` families; these lines stand for a build (or a
+/// neo-go node) that exports the standard process collector.
+const PROCESS_FAMILIES: &str = "\
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 5.2822016e+07
+# HELP process_virtual_memory_bytes Virtual memory size in bytes.
+# TYPE process_virtual_memory_bytes gauge
+process_virtual_memory_bytes 2.74877906944e+11
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 1.37
+";
+
+#[derive(Default)]
+struct Telemetry {
+    metrics: String,
+    readyz_status: Option<StatusCode>,
+    /// Headers of every request, to check that no credentials are sent.
+    headers: Mutex<Vec<HeaderMap>>,
+}
+
+async fn spawn_telemetry(t: Arc<Telemetry>) -> SocketAddr {
+    let router = Router::new()
+        .route(
+            "/metrics",
+            get(|State(t): State<Arc<Telemetry>>, h: HeaderMap| async move {
+                t.headers.lock().unwrap().push(h);
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    t.metrics.clone(),
+                )
+            }),
+        )
+        .route(
+            "/healthz",
+            get(|State(t): State<Arc<Telemetry>>, h: HeaderMap| async move {
+                t.headers.lock().unwrap().push(h);
+                fixture_text(&format!("{NEO_RS}get-healthz.txt"))
+            }),
+        )
+        .route(
+            "/readyz",
+            get(|State(t): State<Arc<Telemetry>>, h: HeaderMap| async move {
+                t.headers.lock().unwrap().push(h);
+                match t.readyz_status {
+                    Some(status) => (
+                        status,
+                        r#"{"status":"not_ready","ready":false}"#.to_string(),
+                    ),
+                    None => (
+                        StatusCode::OK,
+                        fixture_text(&format!("{NEO_RS}get-readyz.txt")),
+                    ),
+                }
+            }),
+        )
+        .with_state(t);
+    serve(router).await
+}
+
+#[tokio::test]
+async fn scrape_fills_every_field() {
+    let t = Arc::new(Telemetry {
+        metrics: format!(
+            "{}{PROCESS_FAMILIES}",
+            fixture_text(&format!("{NEO_RS}get-metrics.txt"))
+        ),
+        ..Telemetry::default()
+    });
+    let addr = spawn_telemetry(t.clone()).await;
+    let before = jiff::Timestamp::now();
+    let m = prober(2000)
+        .scrape(
+            &format!("http://{addr}/metrics"),
+            Some(&format!("http://{addr}/")),
+        )
+        .await;
+    assert_eq!(m.error, None);
+    assert_eq!(m.implementation, "neo-rs");
+    assert_eq!(
+        m.memory_bytes,
+        Some(52_822_016),
+        "RSS, not the virtual size"
+    );
+    assert_eq!(m.cpu_seconds_total, Some(1.37));
+    assert_eq!(m.peers, Some(0));
+    assert_eq!(m.height, Some(0));
+    assert_eq!(m.healthz_ok, Some(true));
+    assert_eq!(m.readyz_ok, Some(true));
+    let at = m.at.unwrap();
+    assert!(at >= before && at <= jiff::Timestamp::now(), "{at}");
+
+    let headers = t.headers.lock().unwrap();
+    assert_eq!(headers.len(), 3);
+    for h in headers.iter() {
+        assert!(h.get(header::AUTHORIZATION).is_none());
+    }
+    let accept = headers.iter().find_map(|h| {
+        h.get(header::ACCEPT)?
+            .to_str()
+            .ok()?
+            .starts_with("text/plain")
+            .then_some(())
+    });
+    assert!(accept.is_some(), "the metrics GET asks for the text format");
+}
+
+#[tokio::test]
+async fn scrape_of_the_raw_capture_and_without_health() {
+    // The neo-rs 0.14 body exactly as captured: no process families, so no memory or CPU.
+    let t = Arc::new(Telemetry {
+        metrics: fixture_text(&format!("{NEO_RS}get-metrics.txt")),
+        ..Telemetry::default()
+    });
+    let addr = spawn_telemetry(t.clone()).await;
+    let m = prober(2000)
+        .scrape(&format!("http://{addr}/metrics"), None)
+        .await;
+    assert_eq!(m.error, None);
+    assert_eq!(m.implementation, "neo-rs");
+    assert_eq!((m.peers, m.height), (Some(0), Some(0)));
+    assert_eq!((m.memory_bytes, m.cpu_seconds_total), (None, None));
+    assert_eq!((m.healthz_ok, m.readyz_ok), (None, None), "not asked");
+    assert_eq!(t.headers.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn scrape_readyz_503_is_not_ready() {
+    let t = Arc::new(Telemetry {
+        metrics: fixture_text(&format!("{NEO_RS}get-metrics.txt")),
+        readyz_status: Some(StatusCode::SERVICE_UNAVAILABLE),
+        ..Telemetry::default()
+    });
+    let addr = spawn_telemetry(t).await;
+    let m = prober(2000)
+        .scrape(
+            &format!("http://{addr}/metrics"),
+            Some(&format!("http://{addr}")),
+        )
+        .await;
+    assert_eq!(m.error, None);
+    assert_eq!(m.healthz_ok, Some(true));
+    assert_eq!(m.readyz_ok, Some(false));
+    assert_eq!(m.height, Some(0));
+}
+
+#[tokio::test]
+async fn scrape_neo_go_without_health_endpoints() {
+    // A neo-go-like metrics port: the exponent gauge, and 404 on the neo-rs health paths.
+    let body = format!(
+        "{}{}neogo_peers_connected 5\n",
+        fixture_text("neo-go/metrics-sample-issue3682.txt"),
+        fixture_text("neo-go/metrics-sample-issue2971.txt"),
+    );
+    let router = Router::new().route("/metrics", get(move || async move { body }));
+    let addr = serve(router).await;
+    let m = prober(2000)
+        .scrape(
+            &format!("http://{addr}/metrics"),
+            Some(&format!("http://{addr}")),
+        )
+        .await;
+    assert_eq!(m.error, None);
+    assert_eq!(m.implementation, "neo-go");
+    assert_eq!((m.height, m.peers), (Some(3_278_158), Some(5)));
+    assert_eq!((m.healthz_ok, m.readyz_ok), (None, None));
+}
+
+#[tokio::test]
+async fn scrape_failures_set_the_error() {
+    let p = prober(500);
+    // Nothing listens: refused, nothing filled.
+    let down = dead_addr();
+    let m = p
+        .scrape(
+            &format!("http://{down}/metrics"),
+            Some(&format!("http://{down}")),
+        )
+        .await;
+    let e = m.error.as_deref().unwrap();
+    assert!(e.starts_with("refused: "), "{e}");
+    assert_eq!(m.implementation, "unknown");
+    assert!(m.at.is_some());
+    assert_eq!(
+        (m.height, m.peers, m.healthz_ok, m.readyz_ok),
+        (None, None, None, None)
+    );
+
+    // Metrics answer, but the health port is down: metrics kept, the error says refused.
+    let t = Arc::new(Telemetry {
+        metrics: fixture_text(&format!("{NEO_RS}get-metrics.txt")),
+        ..Telemetry::default()
+    });
+    let addr = spawn_telemetry(t).await;
+    let m = p
+        .scrape(
+            &format!("http://{addr}/metrics"),
+            Some(&format!("http://{down}")),
+        )
+        .await;
+    assert!(
+        m.error.as_deref().unwrap().starts_with("refused: "),
+        "{m:?}"
+    );
+    assert_eq!((m.implementation.as_str(), m.height), ("neo-rs", Some(0)));
+    assert_eq!((m.healthz_ok, m.readyz_ok), (None, None));
+
+    // Wrong path: the HTTP status.
+    let m = p.scrape(&format!("http://{addr}/nope"), None).await;
+    let e = m.error.as_deref().unwrap();
+    assert_eq!(e, "http_status: HTTP status 404");
+
+    // Not exposition text (the neo-go name list, an RPC answer): malformed.
+    for body in [
+        fixture_text("neo-go/metrics.txt"),
+        fixture_text("neo-rs-0.14-testnet-genesis/rpc-getblockcount.json"),
+    ] {
+        let router = Router::new().route("/metrics", get(move || async move { body }));
+        let other = serve(router).await;
+        let m = p.scrape(&format!("http://{other}/metrics"), None).await;
+        let e = m.error.as_deref().unwrap();
+        assert!(
+            e.starts_with("malformed: ") && e.contains("no Prometheus sample"),
+            "{e}"
+        );
+        assert_eq!(m.implementation, "unknown");
+    }
+
+    // A hang: timeout, within about the hard timeout.
+    let hang = serve(Router::new().route(
+        "/metrics",
+        get(|| async { futures::future::pending::<&'static str>().await }),
+    ))
+    .await;
+    let start = Instant::now();
+    let m = p.scrape(&format!("http://{hang}/metrics"), None).await;
+    assert!(
+        m.error.as_deref().unwrap().starts_with("timeout: "),
+        "{m:?}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+
+    // Not a URL, and a URL with a password: neither shows the password.
+    let m = p.scrape("ftp://ops:hunter2@127.0.0.1/metrics", None).await;
+    let e = m.error.as_deref().unwrap();
+    assert!(e.starts_with("other: ") && !e.contains("hunter2"), "{e}");
+    let m = p
+        .scrape(&format!("http://ops:hunter2@{down}/metrics"), None)
+        .await;
+    let e = m.error.as_deref().unwrap();
+    assert!(e.starts_with("refused: ") && !e.contains("hunter2"), "{e}");
+}
+
+#[tokio::test]
+async fn scrape_of_fifty_megabytes_is_too_large_and_not_read_whole() {
+    const FIFTY_MB: usize = 50 * 1024 * 1024;
+    for with_length in [true, false] {
+        let produced = Arc::new(AtomicUsize::new(0));
+        let counter = produced.clone();
+        let handler = move || {
+            let counter = counter.clone();
+            async move {
+                let mut r = Response::new(counted_body(FIFTY_MB, counter));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+                if with_length {
+                    r.headers_mut().insert(
+                        header::CONTENT_LENGTH,
+                        FIFTY_MB.to_string().parse().unwrap(),
+                    );
+                }
+                r
+            }
+        };
+        let addr = serve(Router::new().route("/metrics", get(handler))).await;
+        let start = Instant::now();
+        let m = prober(5000)
+            .scrape(&format!("http://{addr}/metrics"), None)
+            .await;
+        let e = m.error.as_deref().unwrap();
+        assert!(e.starts_with("too_large: "), "{e}");
+        assert_eq!(m.implementation, "unknown");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let sent = produced.load(Ordering::SeqCst);
+        assert!(
+            sent < FIFTY_MB / 2,
+            "server produced {sent} bytes (with_length {with_length})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn scrapes_share_the_concurrency_bound() {
+    // One slot: a scrape with health GETs still completes (each GET takes the slot in turn).
+    let t = Arc::new(Telemetry {
+        metrics: fixture_text(&format!("{NEO_RS}get-metrics.txt")),
+        ..Telemetry::default()
+    });
+    let addr = spawn_telemetry(t).await;
+    let p = prober_with(2000, |c| c.max_concurrency = 1);
+    let url = format!("http://{addr}/metrics");
+    let base = format!("http://{addr}");
+    let all = futures::future::join_all((0..4).map(|_| p.scrape(&url, Some(&base)))).await;
+    for m in all {
+        assert_eq!(m.error, None);
+        assert_eq!((m.healthz_ok, m.readyz_ok), (Some(true), Some(true)));
+    }
 }

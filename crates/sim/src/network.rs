@@ -267,11 +267,15 @@ impl Shared {
             let mut guard = self.state.lock().expect("state lock");
             let st = &mut *guard;
             let n = self.counter.fetch_add(1, Ordering::Relaxed);
-            let height = match fault {
-                Fault::Fork { height } => height,
-                _ => 0,
+            let salt = match fault {
+                // one branch per (branch number, height): the nodes on it agree
+                Fault::Fork {
+                    height,
+                    branch: Some(b),
+                } => fork_salt(self.cfg.seed, usize::MAX - b as usize, height, 0),
+                Fault::Fork { height, .. } => fork_salt(self.cfg.seed, i, height, n),
+                _ => fork_salt(self.cfg.seed, i, 0, n),
             };
-            let salt = fork_salt(self.cfg.seed, i, height, n);
             st.nodes[i].apply(&fault, &st.chain, salt);
         }
         self.changed.notify_waiters();

@@ -23,8 +23,14 @@ pub enum Fault {
     Freeze,
     /// `getconnectioncount` answers `count` (and `getpeers` lists as many).
     Peers { count: u32 },
-    /// From `height` on the node follows its own branch (other hashes, same pace).
-    Fork { height: u64 },
+    /// From `height` on the node follows its own branch (other hashes, same pace). Nodes
+    /// forked with the same `branch` number at the same height share one branch (a
+    /// partition); without it every forked node is alone.
+    Fork {
+        height: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        branch: Option<u32>,
+    },
     /// HTTP 200 with a body that is not JSON.
     Garbage,
     /// HTTP 200 with a 50 MiB body.
@@ -37,6 +43,7 @@ pub enum Fault {
 #[derive(Debug, Clone)]
 pub(crate) struct ForkState {
     pub height: u64,
+    pub branch: Option<u32>,
     pub salt: u64,
     /// Hashes of the branch blocks `height, height + 1, ...` computed so far.
     pub hashes: Vec<[u8; 32]>,
@@ -85,9 +92,10 @@ impl NodeState {
             Fault::Slow { ms } => f.slow_ms = Some(ms),
             Fault::Freeze => f.frozen = true,
             Fault::Peers { count } => f.peers = Some(count),
-            Fault::Fork { height } => {
+            Fault::Fork { height, branch } => {
                 f.fork = Some(ForkState {
                     height,
+                    branch,
                     salt: salt.max(1),
                     hashes: Vec::new(),
                 })
@@ -128,6 +136,7 @@ impl NodeState {
         if let Some(fork) = &f.fork {
             out.push(Fault::Fork {
                 height: fork.height,
+                branch: fork.branch,
             });
         }
         if f.garbage {
@@ -227,7 +236,14 @@ mod tests {
     fn fork_diverges_at_height() {
         let c = chain(10);
         let mut node = NodeState::default();
-        node.apply(&Fault::Fork { height: 5 }, &c, 99);
+        node.apply(
+            &Fault::Fork {
+                height: 5,
+                branch: None,
+            },
+            &c,
+            99,
+        );
         for i in 0..5 {
             assert_eq!(node.block(&c, i).map(|b| b.hash), c.get(i).map(|b| b.hash));
         }

@@ -663,7 +663,14 @@ async fn fork_changes_hashes_from_the_fork_height() {
     let (honest, forked) = (net.url("rpc-1"), net.url("rpc-2"));
     net.wait_height(2).await;
     let at = net.height() + 2;
-    net.fault("rpc-2", Fault::Fork { height: at }).await;
+    net.fault(
+        "rpc-2",
+        Fault::Fork {
+            height: at,
+            branch: None,
+        },
+    )
+    .await;
     net.wait_height(at + 3).await;
     for i in 0..at {
         assert_eq!(
@@ -694,7 +701,10 @@ async fn fork_changes_hashes_from_the_fork_height() {
     .await;
     assert_eq!(
         net.node_faults("rpc-2"),
-        Some(vec![Fault::Fork { height: at }])
+        Some(vec![Fault::Fork {
+            height: at,
+            branch: None,
+        }])
     );
     net.recover("rpc-2").await;
     assert_eq!(

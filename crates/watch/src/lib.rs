@@ -24,6 +24,11 @@ use neo_ir_store::Store;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
+mod chaincheck;
+
+/// Headers fetched per round at most when the history has gaps.
+const HEADER_BATCH: usize = 20;
+
 /// The node list of a simulated network, as watch configuration (demo, drills, tests).
 pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config::NodeConfig> {
     net.nodes()
@@ -93,6 +98,10 @@ pub struct Watcher {
     clock: Arc<dyn Clock>,
     notices: broadcast::Sender<Notice>,
     rounds: watch::Sender<u64>,
+    debouncer: neo_ir_core::debounce::Debouncer,
+    /// The cross-node chain check in flight (at most one).
+    checks: JoinSet<chaincheck::CheckOutput>,
+    known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
 }
 
 impl Watcher {
@@ -116,6 +125,7 @@ impl Watcher {
             .map(|n| NodeSpec {
                 name: n.name.clone(),
                 role: n.role,
+                validator_index: n.validator_index,
             })
             .collect();
         let (notices, _) = broadcast::channel(256);
@@ -129,6 +139,9 @@ impl Watcher {
             clock: Arc::new(SystemClock),
             notices,
             rounds,
+            debouncer: Default::default(),
+            checks: JoinSet::new(),
+            known_forks: Default::default(),
         })
     }
 
@@ -179,6 +192,7 @@ impl Watcher {
             }
         }
         probes.shutdown().await;
+        self.checks.shutdown().await;
         tracing::info!(rounds = *self.rounds.borrow(), "watcher stopped");
         Ok(())
     }
@@ -192,6 +206,8 @@ impl Watcher {
             self.fleet.restore(&h.node, h.height, h.since);
         }
         let open = self.store.open_incidents().await?;
+        self.debouncer
+            .resume(open.iter().map(|i| i.key.clone()), self.clock.now());
         for i in &open {
             tracing::info!(incident = i.id, kind = %i.kind, severity = %i.severity, "resuming open incident");
         }
@@ -209,9 +225,16 @@ impl Watcher {
             }
             self.fleet.record(o);
         }
+        while let Some(done) = self.checks.try_join_next() {
+            if let Ok(out) = done {
+                self.take_check(out);
+            }
+        }
         let now = self.clock.now();
         self.fleet.end_round(&self.config.detect);
-        let assessment = detect(&self.fleet, &self.config.detect, now);
+        let raw = detect(&self.fleet, &self.config.detect, now);
+        let assessment = self.debouncer.apply(raw, &self.config.detect.debounce, now);
+        self.start_check();
         let open = self.store.open_incidents().await?;
         for change in reconcile(&open, &assessment, now) {
             let incident = self.store.apply(&change).await?;
@@ -220,6 +243,66 @@ impl Watcher {
         self.store.save_nodes(&self.fleet.view(), now).await?;
         self.rounds.send_modify(|r| *r += 1);
         Ok(())
+    }
+
+    /// Start the cross-node chain check unless one is still running.
+    fn start_check(&mut self) {
+        if !self.checks.is_empty() {
+            return;
+        }
+        let reachable: Vec<(NodeTarget, u64)> = self
+            .fleet
+            .nodes()
+            .filter(|n| n.reachable())
+            .filter_map(|n| {
+                let t = self.targets.iter().find(|t| t.name == n.name)?;
+                Some((t.clone(), n.height?))
+            })
+            .collect();
+        if reachable.is_empty() {
+            return;
+        }
+        let best = self.fleet.best_height().unwrap_or_default();
+        // a node at the best height that the last comparison put on the canonical chain
+        let canonical = |name: &str| {
+            self.fleet
+                .fork_report()
+                .is_none_or(|r| r.partitions[0].nodes.iter().any(|n| n == name))
+        };
+        let header_source = reachable
+            .iter()
+            .find(|(t, h)| *h == best && canonical(&t.name))
+            .map(|(t, _)| t.clone());
+        let input = chaincheck::CheckInput {
+            roles: self
+                .fleet
+                .nodes()
+                .map(|n| (n.name.clone(), n.role))
+                .collect(),
+            missing_headers: self.fleet.chain().missing(best, HEADER_BATCH),
+            header_source,
+            nodes: reachable,
+            known: self.known_forks.clone(),
+        };
+        self.checks
+            .spawn(chaincheck::run(self.prober.clone(), input));
+    }
+
+    fn take_check(&mut self, out: chaincheck::CheckOutput) {
+        for h in out.headers {
+            self.fleet.record_header(h);
+        }
+        if let Some(report) = out.fork {
+            if report.diverged() {
+                tracing::debug!(
+                    partitions = report.partitions.len(),
+                    height = report.height,
+                    "chains differ"
+                );
+            }
+            self.fleet.set_fork_report(report);
+        }
+        self.known_forks = out.known;
     }
 
     fn announce(&self, change: &Change, incident: Incident) {

@@ -35,7 +35,13 @@ fn config(net: &SimNetwork, store_url: &str) -> Config {
             timeout: Duration::from_millis(400),
             ..ProbeSettings::default()
         },
-        detect: DetectConfig::default(),
+        detect: DetectConfig {
+            debounce: neo_ir_core::debounce::DebounceRules {
+                clear_for: Duration::from_secs(1),
+                ..Default::default()
+            },
+            ..DetectConfig::default()
+        },
         store: StoreSettings {
             url: store_url.to_string(),
         },
@@ -448,6 +454,125 @@ async fn hanging_node_does_not_delay_the_other_nodes() {
         "validator-1 was probed only {} times while rpc-1 hung",
         seen.len()
     );
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_forked_node_is_its_data_corruption_with_the_first_differing_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    let at = net.height() + 2;
+    net.inject(
+        "rpc-3",
+        Fault::Fork {
+            height: at,
+            branch: None,
+        },
+    )
+    .await
+    .unwrap();
+    let inc = w.wait_open("data_corruption").await;
+    assert_eq!(inc["severity"], "P1");
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-3"]));
+    let ev = &inc["evidence"];
+    assert_eq!(ev["first_differing_height"], at, "{ev}");
+    assert_eq!(ev["last_common_height"], at - 1);
+    let requests = ev["bisection_requests"].as_u64().unwrap();
+    let height = ev["compared_height"].as_u64().unwrap();
+    let log2 = 64 - height.leading_zeros() as u64;
+    assert!(
+        requests <= 2 * (log2 + 1),
+        "{requests} requests for height {height}"
+    );
+    let open = w.incidents(false).await;
+    assert!(
+        of_kind(&open, "split_brain").is_empty(),
+        "one node alone: {open:?}"
+    );
+
+    net.recover_node("rpc-3").await.unwrap();
+    let done = w.wait_resolved(&inc["id"]).await;
+    assert_eq!(done["status"], "resolved");
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validators_on_two_branches_are_one_p1_split_brain() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 3, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    let at = net.height() + 2;
+    for node in ["validator-3", "validator-4", "rpc-3"] {
+        net.inject(
+            node,
+            Fault::Fork {
+                height: at,
+                branch: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let inc = w.wait_open("split_brain").await;
+    assert_eq!(inc["severity"], "P1", "validators disagree");
+    let ev = &inc["evidence"];
+    assert_eq!(ev["first_differing_height"], at, "{ev}");
+    let parts = ev["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(
+        parts[0]["nodes"],
+        serde_json::json!(["rpc-1", "rpc-2", "validator-1", "validator-2"]),
+        "canonical: as many validators, more nodes"
+    );
+    assert_eq!(
+        parts[1]["validators"],
+        serde_json::json!(["validator-3", "validator-4"])
+    );
+    let open = w.incidents(false).await;
+    assert_eq!(
+        open.len(),
+        1,
+        "one split brain, no per-node incidents: {open:?}"
+    );
+
+    for node in ["validator-3", "validator-4", "rpc-3"] {
+        net.recover_node(node).await.unwrap();
+    }
+    w.wait_resolved(&inc["id"]).await;
+    w.stop().await;
+    net.shutdown().await;
+}
+
+/// The operator watches three of four validators; the fourth (someone else's) stops
+/// proposing. The chain advances through view changes, and neo-ir names the failing
+/// validator by its index from the block headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwatched_validator_missing_its_turns_is_named_from_the_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(4, 1, 200).await;
+    let mut cfg = config(&net, &store_url(&dir));
+    cfg.nodes.retain(|n| n.name != "validator-4");
+    let w = Running::start(cfg).await;
+    net.inject("validator-4", Fault::Crash).await.unwrap();
+    let inc = w.wait_open("consensus_failure").await;
+    assert_eq!(inc["key"], "consensus_failure:missed_turns:#3", "{inc}");
+    assert_eq!(inc["severity"], "P3");
+    let ev = &inc["evidence"];
+    assert_eq!(ev["validator_index"], 3);
+    assert!(ev["missed"].as_u64().unwrap() >= 3, "{ev}");
+    for b in ev["missed_blocks"].as_array().unwrap() {
+        assert_eq!(
+            b.as_u64().unwrap() % 4,
+            3,
+            "validator 3 is view-0 primary of these: {ev}"
+        );
+    }
+    // the chain still advances, so no stall; no other incident
+    let open = w.incidents(false).await;
+    assert_eq!(open.len(), 1, "{open:?}");
     w.stop().await;
     net.shutdown().await;
 }

@@ -13,6 +13,12 @@
 
 use std::time::Duration;
 
+mod consensus;
+mod fork;
+
+pub use consensus::{missed_turns_key, SLOW_BLOCKS_KEY};
+pub use fork::{divergence_key, SPLIT_BRAIN_KEY};
+
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -35,6 +41,16 @@ pub struct DetectConfig {
     pub default_msperblock: u64,
     /// Blocks above the corroborated height past which a node's height is not believed.
     pub implausible_lead: u64,
+    /// A validator that missed this many of its last `turn_window` turns as primary is a
+    /// P3 consensus finding.
+    pub missed_turns: usize,
+    pub turn_window: usize,
+    /// Blocks whose median interval over the last `slow_window` exceeds
+    /// `slow_factor × msperblock` are a P3 consensus finding.
+    pub slow_window: usize,
+    pub slow_factor: u64,
+    /// `for` durations and hysteresis (clear_for) between detection and incidents.
+    pub debounce: crate::debounce::DebounceRules,
 }
 
 impl Default for DetectConfig {
@@ -46,6 +62,11 @@ impl Default for DetectConfig {
             stall_grace: Duration::from_secs(1),
             default_msperblock: 15_000,
             implausible_lead: 1_000,
+            missed_turns: 3,
+            turn_window: 5,
+            slow_window: 10,
+            slow_factor: 2,
+            debounce: crate::debounce::DebounceRules::default(),
         }
     }
 }
@@ -81,8 +102,37 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
         sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
     }
     consensus_failure(fleet, cfg, msperblock, threshold_ms, now, &mut a);
+    consensus::attribution(fleet, cfg, msperblock, &mut a);
+    fork::split_brain(fleet, &mut a);
+    one_cause_one_incident(&mut a);
     a.findings.sort_by(|x, y| x.key.cmp(&y.key));
     a
+}
+
+/// Findings that are consequences of another finding of the same round are folded into it:
+/// a validator that is down or frozen also misses its primary turns, and blocks are slow
+/// because of it; its `node_down` or `sync_failure` incident already says so.
+fn one_cause_one_incident(a: &mut Assessment) {
+    let down: std::collections::BTreeSet<String> = a
+        .findings
+        .iter()
+        .filter(|f| matches!(f.kind, IncidentKind::NodeDown | IncidentKind::SyncFailure))
+        .flat_map(|f| f.nodes.iter().cloned())
+        .collect();
+    if down.is_empty() {
+        return;
+    }
+    let mut folded = Vec::new();
+    a.findings.retain(|f| {
+        let consequence = f.key.starts_with("consensus_failure:")
+            && !f.nodes.is_empty()
+            && f.nodes.iter().all(|n| down.contains(n));
+        if consequence {
+            folded.push(f.key.clone());
+        }
+        !consequence
+    });
+    a.undecided.extend(folded);
 }
 
 fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
@@ -340,12 +390,14 @@ mod tests {
             specs.push(NodeSpec {
                 name: format!("validator-{i}"),
                 role: Role::Validator,
+                validator_index: None,
             });
         }
         for i in 1..=rpc {
             specs.push(NodeSpec {
                 name: format!("rpc-{i}"),
                 role: Role::Rpc,
+                validator_index: None,
             });
         }
         World {
@@ -625,5 +677,198 @@ mod tests {
         assert_eq!(w.fleet.msperblock(15_000), 15_000);
         w.round(&[("validator-1", Some(1))]);
         assert_eq!(w.fleet.msperblock(15_000), 1000);
+    }
+
+    fn report(parts: &[(&str, &[&str])], w: &World) -> crate::fork::ForkReport {
+        let answers: Vec<(String, String)> = parts
+            .iter()
+            .flat_map(|(hash, nodes)| nodes.iter().map(move |n| (n.to_string(), hash.to_string())))
+            .collect();
+        let roles = w.fleet.nodes().map(|n| (n.name.clone(), n.role)).collect();
+        let partitions = crate::fork::partitions(&answers, &roles);
+        crate::fork::ForkReport {
+            at: w.clock.now(),
+            height: 100,
+            first_difference: (partitions.len() > 1).then(|| crate::fork::FirstDifference {
+                height: 90,
+                last_common: 89,
+                hashes: partitions.iter().map(|p| p.hash.clone()).collect(),
+            }),
+            partitions,
+            bisection_requests: 7,
+            unanswered: vec![],
+        }
+    }
+
+    fn all_at(w: &World, h: u64) -> Vec<(String, Option<u64>)> {
+        w.fleet.nodes().map(|n| (n.name.clone(), Some(h))).collect()
+    }
+
+    fn round_owned(w: &mut World, row: &[(String, Option<u64>)]) -> Assessment {
+        let r: Vec<(&str, Option<u64>)> = row.iter().map(|(n, h)| (n.as_str(), *h)).collect();
+        w.round(&r)
+    }
+
+    #[test]
+    fn validators_on_both_sides_is_a_p1_split_brain() {
+        let mut w = world(4, 3);
+        let rep = report(
+            &[
+                ("0xaa", &["validator-1", "validator-2", "rpc-1"]),
+                ("0xbb", &["validator-3", "validator-4", "rpc-2", "rpc-3"]),
+            ],
+            &w,
+        );
+        w.fleet.set_fork_report(rep);
+        let row = all_at(&w, 100);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), [SPLIT_BRAIN_KEY]);
+        let f = &a.findings[0];
+        assert_eq!(f.severity, Severity::P1);
+        assert_eq!(f.kind, IncidentKind::SplitBrain);
+        let parts = f.evidence["partitions"].as_array().unwrap();
+        assert_eq!(parts[0]["canonical"], true);
+        assert_eq!(
+            parts[0]["hash_at_compared_height"], "0xbb",
+            "tie on validators: more nodes"
+        );
+        assert_eq!(f.evidence["first_differing_height"], 90);
+        assert_eq!(f.evidence["bisection_requests"], 7);
+    }
+
+    #[test]
+    fn rpc_nodes_off_the_validators_chain_is_a_p2_split_brain() {
+        let mut w = world(4, 3);
+        let rep = report(
+            &[
+                (
+                    "0xaa",
+                    &[
+                        "validator-1",
+                        "validator-2",
+                        "validator-3",
+                        "validator-4",
+                        "rpc-1",
+                    ],
+                ),
+                ("0xbb", &["rpc-2", "rpc-3"]),
+            ],
+            &w,
+        );
+        w.fleet.set_fork_report(rep);
+        let row = all_at(&w, 100);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), [SPLIT_BRAIN_KEY]);
+        assert_eq!(a.findings[0].severity, Severity::P2);
+    }
+
+    #[test]
+    fn one_node_alone_off_the_chain_is_its_corruption_not_a_split_brain() {
+        let mut w = world(4, 3);
+        let rep = report(
+            &[
+                (
+                    "0xaa",
+                    &[
+                        "validator-1",
+                        "validator-2",
+                        "validator-3",
+                        "validator-4",
+                        "rpc-1",
+                        "rpc-2",
+                    ],
+                ),
+                ("0xcc", &["rpc-3"]),
+            ],
+            &w,
+        );
+        w.fleet.set_fork_report(rep);
+        let row = all_at(&w, 100);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), ["data_corruption:divergent:rpc-3"]);
+        assert_eq!(a.findings[0].severity, Severity::P1);
+        assert_eq!(a.findings[0].nodes, ["rpc-3"]);
+        // agreement again: both keys are clear (not undecided)
+        let rep = report(&[("0xaa", &["validator-1", "rpc-3"])], &w);
+        w.fleet.set_fork_report(rep);
+        let row = all_at(&w, 101);
+        let a = round_owned(&mut w, &row);
+        assert!(keys(&a).is_empty());
+        assert!(!a.undecided.contains("data_corruption:divergent:rpc-3"));
+        assert!(!a.undecided.contains(SPLIT_BRAIN_KEY));
+    }
+
+    fn header(index: u64, primary: u32, time_ms: u64) -> crate::observation::HeaderInfo {
+        crate::observation::HeaderInfo {
+            hash: format!("0x{index:064x}"),
+            index,
+            time_ms,
+            primary: Some(primary),
+            next_consensus: String::new(),
+            previous_hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_validator_missing_its_turns_is_named_and_folded_into_its_node_down() {
+        let mut w = world(4, 0);
+        let row = all_at(&w, 40);
+        round_owned(&mut w, &row); // getversion: 4 validators, 1000 ms
+                                   // validator index 1 (validator-2) fails every turn: its blocks go to view 1
+        for i in 0..40u64 {
+            let view0 = (i % 4) as u32;
+            let primary = if view0 == 1 { 0 } else { view0 };
+            let extra = if view0 == 1 { 1000 } else { 0 };
+            w.fleet.record_header(header(i, primary, i * 1000 + extra));
+        }
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), ["consensus_failure:missed_turns:validator-2"]);
+        let f = &a.findings[0];
+        assert_eq!(f.severity, Severity::P3);
+        assert_eq!(f.nodes, ["validator-2"]);
+        assert_eq!(f.evidence["missed"], 5);
+        assert_eq!(
+            f.evidence["missed_blocks"],
+            serde_json::json!([21, 25, 29, 33, 37])
+        );
+        // a slow-but-advancing chain with one failing primary is not a slow-blocks finding:
+        // the median interval stays at the target
+        assert!(!keys(&a).contains(&SLOW_BLOCKS_KEY));
+        // now validator-2 is down: one incident (node_down), not two
+        w.round(&[("validator-2", None)]);
+        let a = w.round(&[("validator-2", None)]);
+        assert_eq!(keys(&a), ["node_down:validator-2"]);
+        assert!(a
+            .undecided
+            .contains("consensus_failure:missed_turns:validator-2"));
+    }
+
+    #[test]
+    fn slow_blocks_by_median_not_by_one_stall_gap() {
+        let mut w = world(4, 0);
+        let row = all_at(&w, 30);
+        round_owned(&mut w, &row);
+        // one 30 s gap among 1 s blocks: not slow
+        let mut t = 0;
+        for i in 0..=20u64 {
+            t += if i == 15 { 30_000 } else { 1000 };
+            w.fleet.record_header(header(i, (i % 4) as u32, t));
+        }
+        let a = round_owned(&mut w, &row);
+        assert!(!keys(&a).contains(&SLOW_BLOCKS_KEY), "{a:?}");
+        // every block takes 2.5 s against 1 s: slow
+        for i in 21..=40u64 {
+            t += 2500;
+            w.fleet.record_header(header(i, (i % 4) as u32, t));
+        }
+        let a = round_owned(&mut w, &row);
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == SLOW_BLOCKS_KEY)
+            .expect("slow blocks");
+        assert_eq!(f.severity, Severity::P3);
+        assert_eq!(f.evidence["median_interval_ms"], 2500);
+        assert_eq!(f.evidence["limit_ms"], 2000);
     }
 }

@@ -1,0 +1,185 @@
+//! Cross-node chain checks that run beside the probe rounds, off the decision path (a slow
+//! node delays only the check, never a round):
+//!
+//! - every node's hash at the common height (the lowest height of the reachable nodes),
+//!   grouped into partitions; when they differ, a bisection per off-canonical partition
+//!   finds the first differing height in O(log height) requests (cached while the fork
+//!   lasts: with one-block finality the first difference cannot move);
+//! - the canonical headers the history lacks (dBFT views, block times), fetched in one batch
+//!   from a node at the best height.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use neo_ir_core::fork::{partitions, Bisection, FirstDifference, ForkReport};
+use neo_ir_core::{HeaderInfo, Role};
+use neo_ir_probe::{parse, NodeTarget, Prober};
+use serde_json::json;
+
+/// What one check needs, taken from the fleet view at the end of a round.
+pub struct CheckInput {
+    /// Reachable nodes with believable heights.
+    pub nodes: Vec<(NodeTarget, u64)>,
+    pub roles: BTreeMap<String, Role>,
+    /// Where to fetch missing headers from, and which.
+    pub header_source: Option<NodeTarget>,
+    pub missing_headers: Vec<u64>,
+    /// First differences already found, by (canonical node, other node).
+    pub known: HashMap<(String, String), FirstDifference>,
+}
+
+pub struct CheckOutput {
+    pub fork: Option<ForkReport>,
+    pub headers: Vec<HeaderInfo>,
+    pub known: HashMap<(String, String), FirstDifference>,
+}
+
+async fn hash_at(prober: &Prober, t: &NodeTarget, height: u64) -> Option<String> {
+    let v = prober.call(t, "getblockhash", json!([height])).await.ok()?;
+    parse::parse_hash(&v).ok()
+}
+
+pub async fn run(prober: Prober, input: CheckInput) -> CheckOutput {
+    let at = Timestamp::now();
+    let (fork, known) = compare(&prober, &input, at).await;
+    let headers = match &input.header_source {
+        Some(src) if !input.missing_headers.is_empty() => {
+            let calls: Vec<(&str, serde_json::Value)> = input
+                .missing_headers
+                .iter()
+                .map(|i| ("getblockheader", json!([i, true])))
+                .collect();
+            match prober.batch(src, &calls).await {
+                Ok(results) => results
+                    .into_iter()
+                    .filter_map(|r| r.ok())
+                    .filter_map(|v| parse::parse_header(&v).ok())
+                    .collect(),
+                Err(_) => Vec::new(),
+            }
+        }
+        _ => Vec::new(),
+    };
+    CheckOutput {
+        fork,
+        headers,
+        known,
+    }
+}
+
+async fn compare(
+    prober: &Prober,
+    input: &CheckInput,
+    at: Timestamp,
+) -> (
+    Option<ForkReport>,
+    HashMap<(String, String), FirstDifference>,
+) {
+    let Some(height) = input.nodes.iter().map(|(_, h)| *h).min() else {
+        return (None, HashMap::new());
+    };
+    let answers = join_all(
+        input
+            .nodes
+            .iter()
+            .map(|(t, _)| async move { (t.name.clone(), hash_at(prober, t, height).await) }),
+    )
+    .await;
+    let mut got = Vec::new();
+    let mut unanswered = Vec::new();
+    for (name, hash) in answers {
+        match hash {
+            Some(h) => got.push((name, h)),
+            None => unanswered.push(name),
+        }
+    }
+    if got.is_empty() {
+        return (None, input.known.clone());
+    }
+    let parts = partitions(&got, &input.roles);
+    let mut known = HashMap::new();
+    let mut requests = 0;
+    let mut first_difference: Option<FirstDifference> = None;
+    let target = |name: &str| {
+        input
+            .nodes
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, _)| t)
+    };
+    for other in parts.iter().skip(1) {
+        let (a, b) = (parts[0].nodes[0].clone(), other.nodes[0].clone());
+        let diff = match input.known.get(&(a.clone(), b.clone())) {
+            Some(d) => Some(d.clone()),
+            None => match (target(&a), target(&b)) {
+                (Some(ta), Some(tb)) => {
+                    let (d, used) =
+                        bisect(prober, ta, tb, height, &parts[0].hash, &other.hash).await;
+                    requests += used;
+                    d
+                }
+                _ => None,
+            },
+        };
+        if let Some(d) = diff {
+            known.insert((a, b), d.clone());
+            if first_difference
+                .as_ref()
+                .is_none_or(|f| d.height < f.height)
+            {
+                first_difference = Some(d);
+            }
+        }
+    }
+    let report = ForkReport {
+        at,
+        height,
+        partitions: parts,
+        first_difference,
+        bisection_requests: requests,
+        unanswered,
+    };
+    (Some(report), known)
+}
+
+/// Find where `a` and `b` first differ, knowing they differ at `height`. Returns the first
+/// difference (None when a node stopped answering) and the requests used.
+async fn bisect(
+    prober: &Prober,
+    a: &NodeTarget,
+    b: &NodeTarget,
+    height: u64,
+    hash_a: &str,
+    hash_b: &str,
+) -> (Option<FirstDifference>, u32) {
+    if height == 0 {
+        let d = FirstDifference {
+            height: 0,
+            last_common: 0,
+            hashes: vec![hash_a.to_string(), hash_b.to_string()],
+        };
+        return (Some(d), 0);
+    }
+    let mut search = Bisection::new(0, height);
+    let mut at_differ = (hash_a.to_string(), hash_b.to_string());
+    let mut used = 0;
+    while let Some(mid) = search.next() {
+        let (ha, hb) = tokio::join!(hash_at(prober, a, mid), hash_at(prober, b, mid));
+        used += 2;
+        let (Some(ha), Some(hb)) = (ha, hb) else {
+            return (None, used);
+        };
+        let same = ha == hb;
+        search.record(mid, same);
+        if !same {
+            at_differ = (ha, hb);
+        }
+    }
+    let d = FirstDifference {
+        height: search.first_difference(),
+        last_common: search.last_common(),
+        hashes: vec![at_differ.0, at_differ.1],
+    };
+    (Some(d), used)
+}
