@@ -2,6 +2,7 @@
 //! subcommand to its module. Library crates return typed errors; here they become messages
 //! and exit codes (0 ok, 1 the check found a problem, 2 usage or configuration error).
 
+mod agent;
 mod demo;
 mod init;
 mod output;
@@ -78,6 +79,11 @@ enum Command {
         #[command(subcommand)]
         action: IncidentAction,
     },
+    /// Run the host agent on a Neo node's machine (process, memory, CPU, IO wait, disk,
+    /// connections per IP, error lines) for the watcher.
+    ///
+    /// Example: NEO_IR_AGENT_TOKEN=... neo-ir agent --unit neo-node --data-dir /var/neo/data
+    Agent(agent::AgentArgs),
     /// Write a commented example configuration for a local node.
     ///
     /// Example: neo-ir init --network testnet --output neo-ir.toml
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
                 action: IncidentAction::Show { id, json, store },
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
+            Command::Agent(args) => agent::run(args).await,
             Command::Init {
                 network,
                 output,
@@ -159,7 +166,7 @@ fn main() -> ExitCode {
                 .is_some()
                 || matches!(
                     e.downcast_ref::<neo_ir_watch::WatchError>(),
-                    Some(neo_ir_watch::WatchError::MissingPassword { .. })
+                    Some(neo_ir_watch::WatchError::MissingSecret { .. })
                 );
             let code = if config_error { 2 } else { 1 };
             eprintln!("error: {e:#}");

@@ -213,12 +213,17 @@ pub async fn incident_show(id: i64, json: bool, store: StoreArgs) -> anyhow::Res
 pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     let cfg = config::load(file)?;
     for n in &cfg.nodes {
-        if let Some(var) = &n.auth_password_env {
-            if std::env::var_os(var).is_none() {
-                eprintln!(
-                    "warning: node {}: environment variable {var} (auth_password_env) is not set here; `watch` needs it",
-                    n.name
-                );
+        for (key, var) in [
+            ("auth_password_env", &n.auth_password_env),
+            ("agent_token_env", &n.agent_token_env),
+        ] {
+            if let Some(var) = var {
+                if std::env::var_os(var).is_none() {
+                    eprintln!(
+                        "warning: node {}: environment variable {var} ({key}) is not set here; `watch` needs it",
+                        n.name
+                    );
+                }
             }
         }
     }

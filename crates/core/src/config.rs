@@ -43,6 +43,9 @@ pub struct NodeConfig {
     /// A validator's index in the consensus order (what block headers' `primary` counts);
     /// default: its position among the configured validators.
     pub validator_index: Option<u32>,
+    /// The `neo-ir agent` on the node's host, and the variable holding its bearer token.
+    pub agent: Option<String>,
+    pub agent_token_env: Option<String>,
 }
 
 impl NodeConfig {
@@ -56,6 +59,8 @@ impl NodeConfig {
             auth_user: None,
             auth_password_env: None,
             validator_index: None,
+            agent: None,
+            agent_token_env: None,
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct ProbeSettings {
     pub max_body_bytes: usize,
     /// Most requests in flight at once.
     pub max_concurrency: usize,
+    /// Time between scrapes of node `/metrics` and host agent reports.
+    pub telemetry_interval: Duration,
 }
 
 impl Default for ProbeSettings {
@@ -79,6 +86,7 @@ impl Default for ProbeSettings {
             timeout: Duration::from_secs(2),
             max_body_bytes: 8 * 1024 * 1024,
             max_concurrency: 32,
+            telemetry_interval: Duration::from_secs(5),
         }
     }
 }
@@ -145,6 +153,8 @@ struct RawConfig {
     #[serde(default)]
     detect: RawDetect,
     #[serde(default)]
+    kpi: RawKpi,
+    #[serde(default)]
     store: RawStore,
     #[serde(default)]
     server: RawServer,
@@ -160,6 +170,8 @@ struct RawNode {
     auth_user: Option<String>,
     auth_password_env: Option<String>,
     validator_index: Option<u32>,
+    agent: Option<String>,
+    agent_token_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -169,6 +181,7 @@ struct RawProbe {
     timeout: Option<String>,
     max_body: Option<String>,
     max_concurrency: Option<usize>,
+    telemetry_interval: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,6 +192,25 @@ struct RawDetect {
     stall_grace: Option<String>,
     implausible_lead: Option<u64>,
     clear_for: Option<String>,
+    /// Per incident kind: how long a condition must hold before it fires.
+    #[serde(rename = "for", default)]
+    for_kind: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKpi {
+    rpc_latency_warn: Option<String>,
+    rpc_latency_crit: Option<String>,
+    peers_warn: Option<u64>,
+    memory_warn: Option<String>,
+    memory_crit: Option<String>,
+    cpu_warn: Option<u64>,
+    cpu_crit: Option<u64>,
+    iowait_warn: Option<u64>,
+    iowait_crit: Option<u64>,
+    attack_per_ip: Option<u32>,
+    attack_total: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -230,6 +262,16 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         if let Some(m) = &n.metrics {
             check_url(m).map_err(|msg| located.error(at("metrics"), "nodes.metrics", &msg))?;
         }
+        if let Some(u) = &n.agent {
+            check_url(u).map_err(|msg| located.error(at("agent"), "nodes.agent", &msg))?;
+            if n.agent_token_env.is_none() {
+                return Err(located.error(
+                    at("agent"),
+                    "nodes.agent",
+                    "needs `agent_token_env`: the agent only answers with its bearer token",
+                ));
+            }
+        }
         if n.validator_index.is_some() && n.role != Role::Validator {
             return Err(located.error(
                 at("validator_index"),
@@ -252,6 +294,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             auth_user: n.auth_user,
             auth_password_env: n.auth_password_env,
             validator_index: n.validator_index,
+            agent: n.agent,
+            agent_token_env: n.agent_token_env,
         });
     }
     if nodes.is_empty() {
@@ -268,6 +312,9 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(s) = &raw.probe.timeout {
         probe.timeout = located.duration("probe", "timeout", s)?;
+    }
+    if let Some(s) = &raw.probe.telemetry_interval {
+        probe.telemetry_interval = located.duration("probe", "telemetry_interval", s)?;
     }
     if let Some(s) = &raw.probe.max_body {
         probe.max_body_bytes = parse_size(s).map_err(|m| {
@@ -311,6 +358,72 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(s) = &raw.detect.clear_for {
         detect.debounce.clear_for = located.duration("detect", "clear_for", s)?;
+    }
+
+    for (kind, d) in &raw.detect.for_kind {
+        let k: crate::incident::IncidentKind = kind.parse().map_err(|e: String| {
+            located.error(
+                located.key_in_table("detect.for", kind),
+                &format!("detect.for.{kind}"),
+                &format!("{e}: keys are incident kinds such as performance_degradation"),
+            )
+        })?;
+        let dur = located.duration("detect.for", kind, d)?;
+        detect.debounce.for_by_kind.insert(k, dur);
+    }
+    let k = &mut detect.kpi;
+    let rk = &raw.kpi;
+    if let Some(s) = &rk.rpc_latency_warn {
+        k.rpc_latency_warn_ms = located.duration("kpi", "rpc_latency_warn", s)?.as_millis() as u64;
+    }
+    if let Some(s) = &rk.rpc_latency_crit {
+        k.rpc_latency_crit_ms = located.duration("kpi", "rpc_latency_crit", s)?.as_millis() as u64;
+    }
+    let size = |key: &str, s: &str| -> Result<u64, ConfigError> {
+        parse_size(s)
+            .map(|v| v as u64)
+            .map_err(|m| located.error(located.key_in_table("kpi", key), &format!("kpi.{key}"), &m))
+    };
+    if let Some(s) = &rk.memory_warn {
+        k.memory_warn_bytes = size("memory_warn", s)?;
+    }
+    if let Some(s) = &rk.memory_crit {
+        k.memory_crit_bytes = size("memory_crit", s)?;
+    }
+    for (slot, v) in [
+        (&mut k.peers_warn, rk.peers_warn),
+        (&mut k.cpu_warn_percent, rk.cpu_warn),
+        (&mut k.cpu_crit_percent, rk.cpu_crit),
+        (&mut k.iowait_warn_percent, rk.iowait_warn),
+        (&mut k.iowait_crit_percent, rk.iowait_crit),
+    ] {
+        if let Some(v) = v {
+            *slot = v;
+        }
+    }
+    if let Some(v) = rk.attack_per_ip {
+        k.attack_per_ip = v;
+    }
+    if let Some(v) = rk.attack_total {
+        k.attack_total = v;
+    }
+    for (key, warn, crit) in [
+        (
+            "rpc_latency_crit",
+            k.rpc_latency_warn_ms,
+            k.rpc_latency_crit_ms,
+        ),
+        ("memory_crit", k.memory_warn_bytes, k.memory_crit_bytes),
+        ("cpu_crit", k.cpu_warn_percent, k.cpu_crit_percent),
+        ("iowait_crit", k.iowait_warn_percent, k.iowait_crit_percent),
+    ] {
+        if crit < warn {
+            return Err(located.error(
+                located.key_in_table("kpi", key),
+                &format!("kpi.{key}"),
+                "the critical level must be at least the warning level",
+            ));
+        }
     }
 
     let store = StoreSettings {
@@ -610,6 +723,33 @@ listen = "127.0.0.1:0"
     fn broken_toml_names_the_line() {
         let e = err("[[nodes]]\nname = \"a\nrpc = 1\n");
         assert_eq!(e.line, Some(2), "{e}");
+    }
+
+    #[test]
+    fn kpi_and_for_tables() {
+        let c = parse(
+            &format!(
+                "{GOOD}\n[kpi]\nrpc_latency_warn = \"300ms\"\nmemory_crit = \"12GiB\"\ncpu_warn = 70\n\n[detect.for]\nperformance_degradation = \"10s\"\n"
+            ),
+            Path::new("neo-ir.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.detect.kpi.rpc_latency_warn_ms, 300);
+        assert_eq!(c.detect.kpi.memory_crit_bytes, 12 << 30);
+        assert_eq!(c.detect.kpi.cpu_warn_percent, 70);
+        assert_eq!(
+            c.detect.debounce.for_by_kind[&crate::incident::IncidentKind::PerformanceDegradation],
+            Duration::from_secs(10)
+        );
+        let e = err(&format!("{GOOD}\n[detect.for]\nmeltdown = \"1s\"\n"));
+        assert_eq!(e.key.as_deref(), Some("detect.for.meltdown"), "{e}");
+        let e = err(&format!("{GOOD}\n[kpi]\ncpu_warn = 90\ncpu_crit = 85\n"));
+        assert_eq!(e.key.as_deref(), Some("kpi.cpu_crit"), "{e}");
+        let e = err(&GOOD.replace(
+            "role = \"validator\"",
+            "role = \"validator\"\nagent = \"http://h:9\"",
+        ));
+        assert_eq!(e.key.as_deref(), Some("nodes.agent"), "{e}");
     }
 
     #[test]

@@ -24,7 +24,12 @@ pub struct DebounceRules {
 impl Default for DebounceRules {
     fn default() -> Self {
         Self {
-            for_by_kind: BTreeMap::new(),
+            // KPI breaches must last a few seconds: one slow answer is not a degradation
+            for_by_kind: [
+                (IncidentKind::PerformanceDegradation, Duration::from_secs(3)),
+                (IncidentKind::NetworkAttack, Duration::from_secs(2)),
+            ]
+            .into(),
             clear_for: Duration::from_secs(5),
         }
     }

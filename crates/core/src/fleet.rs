@@ -11,6 +11,10 @@ use crate::chain::ChainHistory;
 use crate::detect::DetectConfig;
 use crate::fork::ForkReport;
 use crate::observation::{HeaderInfo, NodeVersion, Observation, Role};
+use crate::telemetry::{HostSample, NodeMetrics};
+
+/// RPC latencies remembered per node (for medians).
+const LATENCIES_KEPT: usize = 5;
 
 /// A node the fleet tracks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,13 @@ pub struct NodeState {
     /// The newest block header the node gave (the probe asks for the header at the node's
     /// last known height: block time and primary).
     pub header: Option<HeaderInfo>,
+    /// Latest scrape of the node's `/metrics` (+ health), and the one before (CPU rate).
+    pub metrics: Option<NodeMetrics>,
+    pub prev_metrics: Option<NodeMetrics>,
+    /// Latest report of the host agent.
+    pub host: Option<HostSample>,
+    /// Recent RPC round trips in ms, newest last (a timeout counts as its full duration).
+    pub latencies: std::collections::VecDeque<u64>,
     /// The node claims a height the rest of the fleet contradicts (it is ignored for the
     /// fleet's best height).
     pub implausible: bool,
@@ -63,6 +74,10 @@ impl NodeState {
             height_since: None,
             version: None,
             header: None,
+            metrics: None,
+            prev_metrics: None,
+            host: None,
+            latencies: std::collections::VecDeque::new(),
             implausible: false,
         }
     }
@@ -75,6 +90,21 @@ impl NodeState {
     /// Answering with a height the fleet can believe.
     pub fn reachable(&self) -> bool {
         self.answering() && !self.implausible
+    }
+
+    /// Median of the recent RPC round trips.
+    pub fn median_latency_ms(&self) -> Option<u64> {
+        let mut v: Vec<u64> = self.latencies.iter().copied().collect();
+        v.sort_unstable();
+        v.get(v.len() / 2).copied()
+    }
+
+    /// Process CPU % of one core from two `/metrics` scrapes.
+    pub fn metrics_cpu_percent(&self) -> Option<f64> {
+        let (now, prev) = (self.metrics.as_ref()?, self.prev_metrics.as_ref()?);
+        let secs = now.at?.duration_since(prev.at?).as_secs_f64();
+        let used = now.cpu_seconds_total? - prev.cpu_seconds_total?;
+        (secs > 0.0 && used >= 0.0).then(|| used / secs * 100.0)
     }
 }
 
@@ -121,6 +151,15 @@ pub struct NodeView {
     pub consecutive_failures: u32,
     pub last_probe_at: Option<Timestamp>,
     pub last_ok_at: Option<Timestamp>,
+    /// Median of the recent RPC round trips.
+    #[serde(default)]
+    pub median_latency_ms: Option<u64>,
+    /// Latest `/metrics` (+ health) scrape, when configured.
+    #[serde(default)]
+    pub metrics: Option<NodeMetrics>,
+    /// Latest host agent report, when configured.
+    #[serde(default)]
+    pub host: Option<HostSample>,
 }
 
 impl Fleet {
@@ -194,7 +233,31 @@ impl Fleet {
                 n.failing_since.get_or_insert(obs.at);
             }
         }
+        let timed_out = obs
+            .failure()
+            .is_some_and(|f| f.kind == crate::observation::FailureKind::Timeout);
+        if obs.outcome.is_ok() || timed_out {
+            n.latencies.push_back(obs.latency_ms);
+            while n.latencies.len() > LATENCIES_KEPT {
+                n.latencies.pop_front();
+            }
+        }
         n.last = Some(obs);
+    }
+
+    /// Take a scrape of a node's `/metrics` into account.
+    pub fn record_metrics(&mut self, node: &str, m: NodeMetrics) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.prev_metrics = n.metrics.take();
+            n.metrics = Some(m);
+        }
+    }
+
+    /// Take a host agent report into account.
+    pub fn record_host(&mut self, node: &str, h: HostSample) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            n.host = Some(h);
+        }
     }
 
     /// Close a probe round: screen out implausible heights and move the best height.
@@ -373,6 +436,9 @@ impl Fleet {
                     consecutive_failures: n.consecutive_failures,
                     last_probe_at: last.map(|o| o.at),
                     last_ok_at: n.last_ok_at,
+                    median_latency_ms: n.median_latency_ms(),
+                    metrics: n.metrics.clone(),
+                    host: n.host.clone(),
                 }
             })
             .collect()

@@ -121,6 +121,9 @@ async fn node_views_and_heights_round_trip() {
         consecutive_failures: 0,
         last_probe_at: Some(since),
         last_ok_at: Some(since),
+        median_latency_ms: Some(2),
+        metrics: None,
+        host: None,
     };
     store
         .save_nodes(std::slice::from_ref(&view), since)

@@ -46,8 +46,12 @@ pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config:
 /// Errors that stop the watcher from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
-    #[error("node {node}: environment variable {var} (auth_password_env) is not set")]
-    MissingPassword { node: String, var: String },
+    #[error("node {node}: environment variable {var} ({key}) is not set")]
+    MissingSecret {
+        node: String,
+        var: String,
+        key: &'static str,
+    },
     #[error("cannot build the probe client: {0}")]
     Probe(#[from] neo_ir_probe::ProbeError),
     #[error(transparent)]
@@ -92,6 +96,7 @@ impl WatchHandle {
 pub struct Watcher {
     config: Config,
     targets: Vec<NodeTarget>,
+    telemetry: Vec<TelemetrySource>,
     prober: Prober,
     store: Store,
     fleet: Fleet,
@@ -108,15 +113,31 @@ impl Watcher {
     /// Build a watcher. Reads each node's password from its `auth_password_env` variable.
     pub fn new(config: Config, store: Store) -> Result<Self, WatchError> {
         let mut targets = Vec::with_capacity(config.nodes.len());
+        let mut telemetry = Vec::new();
         for n in &config.nodes {
-            let password = match &n.auth_password_env {
-                Some(var) => Some(std::env::var(var).map_err(|_| WatchError::MissingPassword {
-                    node: n.name.clone(),
-                    var: var.clone(),
-                })?),
-                None => None,
+            let secret = |var: &Option<String>, key: &'static str| match var {
+                Some(var) => std::env::var(var)
+                    .map(Some)
+                    .map_err(|_| WatchError::MissingSecret {
+                        node: n.name.clone(),
+                        var: var.clone(),
+                        key,
+                    }),
+                None => Ok(None),
             };
+            let password = secret(&n.auth_password_env, "auth_password_env")?;
+            let agent_token = secret(&n.agent_token_env, "agent_token_env")?;
             targets.push(NodeTarget::from_config(n, password));
+            telemetry.push(TelemetrySource {
+                node: n.name.clone(),
+                health_base: n
+                    .metrics
+                    .as_deref()
+                    .and_then(|m| m.strip_suffix("/metrics"))
+                    .map(str::to_string),
+                metrics: n.metrics.clone(),
+                agent: n.agent.clone().zip(agent_token),
+            });
         }
         let prober = Prober::new(ProbeConfig::from(&config.probe))?;
         let specs: Vec<NodeSpec> = config
@@ -134,6 +155,7 @@ impl Watcher {
             fleet: Fleet::new(&specs),
             config,
             targets,
+            telemetry,
             prober,
             store,
             clock: Arc::new(SystemClock),
@@ -169,6 +191,24 @@ impl Watcher {
                 self.prober.clone(),
                 target,
                 self.config.probe.interval,
+                tx.clone(),
+            ));
+        }
+        let agent_client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a client without TLS roots to load cannot fail");
+        for source in self
+            .telemetry
+            .iter()
+            .filter(|s| s.metrics.is_some() || s.agent.is_some())
+        {
+            probes.spawn(telemetry_node(
+                self.prober.clone(),
+                agent_client.clone(),
+                source.clone(),
+                self.config.probe.telemetry_interval,
+                self.config.probe.timeout,
                 tx.clone(),
             ));
         }
@@ -215,15 +255,18 @@ impl Watcher {
     }
 
     /// Feed the observations, detect, reconcile and store one round.
-    async fn decide(
-        &mut self,
-        observations: Vec<neo_ir_core::Observation>,
-    ) -> Result<(), WatchError> {
-        for o in observations {
-            if let Err(f) = &o.outcome {
-                tracing::debug!(node = %o.node, error = %f, "probe failed");
+    async fn decide(&mut self, inputs: Vec<Input>) -> Result<(), WatchError> {
+        for input in inputs {
+            match input {
+                Input::Rpc(o) => {
+                    if let Err(f) = &o.outcome {
+                        tracing::debug!(node = %o.node, error = %f, "probe failed");
+                    }
+                    self.fleet.record(o);
+                }
+                Input::Metrics(node, m) => self.fleet.record_metrics(&node, m),
+                Input::Host(node, h) => self.fleet.record_host(&node, h),
             }
-            self.fleet.record(o);
         }
         while let Some(done) = self.checks.try_join_next() {
             if let Ok(out) = done {
@@ -343,7 +386,7 @@ async fn probe_node(
     prober: Prober,
     target: NodeTarget,
     interval: std::time::Duration,
-    tx: mpsc::Sender<neo_ir_core::Observation>,
+    tx: mpsc::Sender<Input>,
 ) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,7 +398,7 @@ async fn probe_node(
         if let Some(s) = first.status() {
             height = Some(s.height());
         }
-        if tx.send(first).await.is_err() {
+        if tx.send(Input::Rpc(first)).await.is_err() {
             return;
         }
         if failed {
@@ -363,7 +406,77 @@ async fn probe_node(
             if let Some(s) = confirm.status() {
                 height = Some(s.height());
             }
-            if tx.send(confirm).await.is_err() {
+            if tx.send(Input::Rpc(confirm)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// What the per-node tasks send to the decision step.
+pub(crate) enum Input {
+    Rpc(neo_ir_core::Observation),
+    Metrics(String, neo_ir_core::telemetry::NodeMetrics),
+    Host(String, neo_ir_core::telemetry::HostSample),
+}
+
+/// Where a node's telemetry comes from besides JSON-RPC.
+#[derive(Clone)]
+struct TelemetrySource {
+    node: String,
+    metrics: Option<String>,
+    /// neo-rs serves `/healthz` and `/readyz` beside `/metrics`.
+    health_base: Option<String>,
+    /// Agent URL and bearer token.
+    agent: Option<(String, String)>,
+}
+
+/// One node's telemetry loop: scrape `/metrics` (+ health) and read the host agent every
+/// `interval`, each under the hard `timeout`.
+async fn telemetry_node(
+    prober: Prober,
+    agent_client: reqwest::Client,
+    source: TelemetrySource,
+    interval: std::time::Duration,
+    timeout: std::time::Duration,
+    tx: mpsc::Sender<Input>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let metrics = async {
+            match &source.metrics {
+                Some(url) => Some(prober.scrape(url, source.health_base.as_deref()).await),
+                None => None,
+            }
+        };
+        let host = async {
+            let (url, token) = source.agent.as_ref()?;
+            let sample = match neo_ir_agent::fetch_report(&agent_client, url, token, timeout).await
+            {
+                Ok(report) => neo_ir_core::telemetry::HostSample::from(&report),
+                Err(e) => neo_ir_core::telemetry::HostSample {
+                    at: Some(jiff::Timestamp::now()),
+                    process_state: "unknown".into(),
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+            };
+            Some(sample)
+        };
+        let (m, h) = tokio::join!(metrics, host);
+        if let Some(m) = m {
+            if tx
+                .send(Input::Metrics(source.node.clone(), m))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Some(h) = h {
+            if tx.send(Input::Host(source.node.clone(), h)).await.is_err() {
                 return;
             }
         }

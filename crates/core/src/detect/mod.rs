@@ -15,9 +15,11 @@ use std::time::Duration;
 
 mod consensus;
 mod fork;
+mod kpi;
 
 pub use consensus::{missed_turns_key, SLOW_BLOCKS_KEY};
 pub use fork::{divergence_key, SPLIT_BRAIN_KEY};
+pub use kpi::{attack_key, health_key, peers_key, performance_key, Kpi};
 
 use jiff::Timestamp;
 use serde_json::json;
@@ -51,6 +53,8 @@ pub struct DetectConfig {
     pub slow_factor: u64,
     /// `for` durations and hysteresis (clear_for) between detection and incidents.
     pub debounce: crate::debounce::DebounceRules,
+    /// The playbook's KPI table and attack limits.
+    pub kpi: Kpi,
 }
 
 impl Default for DetectConfig {
@@ -67,6 +71,7 @@ impl Default for DetectConfig {
             slow_window: 10,
             slow_factor: 2,
             debounce: crate::debounce::DebounceRules::default(),
+            kpi: Kpi::default(),
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
         node_down(n, any_reachable, &mut a);
         implausible_height(fleet, n, cfg, &mut a);
         sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
+        kpi::node_kpis(n, &cfg.kpi, &mut a);
     }
     consensus_failure(fleet, cfg, msperblock, threshold_ms, now, &mut a);
     consensus::attribution(fleet, cfg, msperblock, &mut a);
@@ -119,6 +125,25 @@ fn one_cause_one_incident(a: &mut Assessment) {
         .filter(|f| matches!(f.kind, IncidentKind::NodeDown | IncidentKind::SyncFailure))
         .flat_map(|f| f.nodes.iter().cloned())
         .collect();
+    // a node under attack is not down or merely slow: the attack is the cause
+    let attacked: std::collections::BTreeSet<String> = a
+        .findings
+        .iter()
+        .filter(|f| f.kind == IncidentKind::NetworkAttack)
+        .flat_map(|f| f.nodes.iter().cloned())
+        .collect();
+    let mut taken = Vec::new();
+    a.findings.retain(|f| {
+        let by_attack = matches!(f.kind, IncidentKind::NodeDown)
+            && f.nodes.iter().all(|n| attacked.contains(n));
+        if by_attack {
+            taken.push(f.key.clone());
+        }
+        !by_attack
+    });
+    a.undecided.extend(taken);
+    let down: std::collections::BTreeSet<String> =
+        down.into_iter().filter(|n| !attacked.contains(n)).collect();
     if down.is_empty() {
         return;
     }
@@ -870,5 +895,203 @@ mod tests {
         assert_eq!(f.severity, Severity::P3);
         assert_eq!(f.evidence["median_interval_ms"], 2500);
         assert_eq!(f.evidence["limit_ms"], 2000);
+    }
+
+    fn ok_with(node: &str, at: Timestamp, height: u64, latency_ms: u64, peers: u32) -> Observation {
+        let mut o = ok(node, at, height);
+        o.latency_ms = latency_ms;
+        if let Ok(s) = &mut o.outcome {
+            s.connections = Some(peers);
+        }
+        o
+    }
+
+    fn kpi_round(w: &mut World, obs: Vec<Observation>) -> Assessment {
+        for o in obs {
+            w.fleet.record(o);
+        }
+        w.fleet.end_round(&w.cfg);
+        detect(&w.fleet, &w.cfg, w.clock.now())
+    }
+
+    #[test]
+    fn rpc_latency_against_the_kpi_table() {
+        let mut w = world(1, 1);
+        let t = w.clock.now();
+        let a = kpi_round(
+            &mut w,
+            vec![
+                ok_with("validator-1", t, 5, 3, 8),
+                ok_with("rpc-1", t, 5, 600, 8),
+            ],
+        );
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == "performance_degradation:rpc-1")
+            .unwrap();
+        assert_eq!(f.severity, Severity::P3);
+        assert_eq!(f.evidence["breaches"][0]["metric"], "rpc_response_time");
+        for _ in 0..3 {
+            kpi_round(&mut w, vec![ok_with("rpc-1", t, 5, 2500, 8)]);
+        }
+        let a = kpi_round(&mut w, vec![ok_with("rpc-1", t, 5, 2500, 8)]);
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == "performance_degradation:rpc-1")
+            .unwrap();
+        assert_eq!(
+            f.severity,
+            Severity::P2,
+            "median of the last 5 is now above 2000 ms"
+        );
+        assert!(
+            !keys(&a).iter().any(|k| k.starts_with("node_down")),
+            "slow is not down"
+        );
+    }
+
+    #[test]
+    fn peers_zero_is_its_own_critical_finding() {
+        let mut w = world(1, 1);
+        let t = w.clock.now();
+        let a = kpi_round(
+            &mut w,
+            vec![
+                ok_with("validator-1", t, 5, 3, 8),
+                ok_with("rpc-1", t, 5, 3, 0),
+            ],
+        );
+        assert_eq!(keys(&a), ["performance_degradation:peers:rpc-1"]);
+        assert_eq!(a.findings[0].severity, Severity::P2);
+        let a = kpi_round(&mut w, vec![ok_with("rpc-1", t, 5, 3, 2)]);
+        assert_eq!(a.findings[0].severity, Severity::P3);
+        let a = kpi_round(&mut w, vec![ok_with("rpc-1", t, 5, 3, 3)]);
+        assert!(keys(&a).is_empty());
+    }
+
+    #[test]
+    fn memory_cpu_iowait_from_metrics_and_agent() {
+        use crate::telemetry::{HostSample, NodeMetrics};
+        let mut w = world(1, 0);
+        let t = w.clock.now();
+        w.fleet.record_metrics(
+            "validator-1",
+            NodeMetrics {
+                at: Some(t),
+                memory_bytes: Some(7 * 1024 * 1024 * 1024),
+                healthz_ok: Some(true),
+                readyz_ok: Some(false),
+                ..Default::default()
+            },
+        );
+        w.fleet.record_host(
+            "validator-1",
+            HostSample {
+                cpu_percent: Some(97.0),
+                iowait_percent: Some(35.0),
+                ..Default::default()
+            },
+        );
+        let a = kpi_round(&mut w, vec![ok_with("validator-1", t, 5, 3, 8)]);
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == "performance_degradation:validator-1")
+            .unwrap();
+        assert_eq!(f.severity, Severity::P2, "CPU 97 % is critical");
+        let metrics: Vec<&str> = f.evidence["breaches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["metric"].as_str().unwrap())
+            .collect();
+        assert_eq!(metrics, ["memory_rss", "cpu", "disk_io_wait"]);
+        let h = a
+            .findings
+            .iter()
+            .find(|f| f.key == "performance_degradation:health:validator-1")
+            .unwrap();
+        assert_eq!(h.severity, Severity::P3);
+        assert_eq!(h.evidence["failing"], serde_json::json!(["readyz"]));
+    }
+
+    #[test]
+    fn slow_rpc_with_a_flood_of_connections_is_an_attack_not_degradation() {
+        use crate::telemetry::{HostSample, RemoteConnections};
+        let mut w = world(1, 1);
+        let t = w.clock.now();
+        for node in ["validator-1", "rpc-1"] {
+            w.fleet.record_host(
+                node,
+                HostSample {
+                    p2p_established: Some(60),
+                    rpc_established: Some(4),
+                    top_remotes: vec![RemoteConnections {
+                        ip: "203.0.113.9".into(),
+                        p2p: 50,
+                        rpc: 0,
+                    }],
+                    ..Default::default()
+                },
+            );
+        }
+        let a = kpi_round(
+            &mut w,
+            vec![
+                ok_with("validator-1", t, 5, 900, 8),
+                ok_with("rpc-1", t, 5, 900, 8),
+            ],
+        );
+        assert_eq!(
+            keys(&a),
+            ["network_attack:rpc-1", "network_attack:validator-1"]
+        );
+        let v = a
+            .findings
+            .iter()
+            .find(|f| f.key == "network_attack:validator-1")
+            .unwrap();
+        assert_eq!(v.severity, Severity::P1, "a validator is affected");
+        assert_eq!(v.evidence["top_remote_ips"][0]["ip"], "203.0.113.9");
+        let r = a
+            .findings
+            .iter()
+            .find(|f| f.key == "network_attack:rpc-1")
+            .unwrap();
+        assert_eq!(r.severity, Severity::P2);
+        // the same flood with fast RPC is not an attack finding
+        let mut w2 = world(0, 1);
+        w2.fleet.record_host(
+            "rpc-1",
+            HostSample {
+                p2p_established: Some(60),
+                top_remotes: vec![RemoteConnections {
+                    ip: "203.0.113.9".into(),
+                    p2p: 50,
+                    rpc: 0,
+                }],
+                ..Default::default()
+            },
+        );
+        let t2 = w2.clock.now();
+        let a = kpi_round(&mut w2, vec![ok_with("rpc-1", t2, 5, 20, 8)]);
+        assert!(keys(&a).is_empty(), "{a:?}");
+    }
+
+    #[test]
+    fn negative_cases_small_lag_and_slow_but_advancing_chain() {
+        let mut w = world(1, 1);
+        // 5 blocks behind is normal
+        let a = w.round(&[("validator-1", Some(105)), ("rpc-1", Some(100))]);
+        assert!(keys(&a).is_empty());
+        // a block every 3.5 s against msperblock 1000: slower than target but never
+        // 3 x 1000 + 1000 ms without a block, so no stall
+        for h in 106..120u64 {
+            w.tick(3500);
+            let a = w.round(&[("validator-1", Some(h)), ("rpc-1", Some(h))]);
+            assert!(!keys(&a).contains(&CONSENSUS_KEY), "{a:?}");
+        }
     }
 }
