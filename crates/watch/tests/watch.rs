@@ -576,3 +576,130 @@ async fn an_unwatched_validator_missing_its_turns_is_named_from_the_headers() {
     w.stop().await;
     net.shutdown().await;
 }
+
+/// A node alive but answering in 1.5 s is degraded, never down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_node_is_performance_degradation_never_node_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(2, 2, 200).await;
+    let mut cfg = config(&net, &store_url(&dir));
+    cfg.probe.timeout = Duration::from_secs(4);
+    let w = Running::start(cfg).await;
+    net.inject("rpc-1", Fault::Slow { ms: 1500 }).await.unwrap();
+    let inc = w.wait_open("performance_degradation").await;
+    assert_eq!(inc["key"], "performance_degradation:rpc-1");
+    assert_eq!(
+        inc["severity"], "P3",
+        "1.5 s is above 500 ms, below 2000 ms"
+    );
+    let b = &inc["evidence"]["breaches"][0];
+    assert_eq!(b["metric"], "rpc_response_time");
+    assert!(b["value"].as_f64().unwrap() >= 1500.0, "{b}");
+    net.recover_node("rpc-1").await.unwrap();
+    w.wait_resolved(&inc["id"]).await;
+    let all = w.incidents(true).await;
+    assert!(
+        of_kind(&all, "node_down").is_empty(),
+        "never node_down: {all:?}"
+    );
+    assert_eq!(all.len(), 1, "{all:?}");
+    w.stop().await;
+    net.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_zero_peers_is_its_own_p2_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(2, 2, 200).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    net.inject("rpc-2", Fault::Peers { count: 0 })
+        .await
+        .unwrap();
+    let inc = w.wait_open("performance_degradation").await;
+    assert_eq!(inc["key"], "performance_degradation:peers:rpc-2");
+    assert_eq!(inc["severity"], "P2");
+    assert_eq!(inc["evidence"]["peers"], 0);
+    net.recover_node("rpc-2").await.unwrap();
+    w.wait_resolved(&inc["id"]).await;
+    w.stop().await;
+    net.shutdown().await;
+}
+
+/// A real host agent on this machine reports a flood of connections from one IP to the
+/// node's P2P port while its RPC is slow: a network attack, not a degradation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_rpc_and_a_connection_flood_from_one_ip_is_a_network_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    // the "P2P port": a listener that accepts and keeps connections
+    let p2p = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let p2p_port = p2p.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = p2p.accept().await {
+            keep.lock().await.push(s);
+        }
+    });
+    let mut flood = Vec::new();
+    for _ in 0..15 {
+        flood.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", p2p_port))
+                .await
+                .unwrap(),
+        );
+    }
+    // the agent, reading this machine's /proc
+    let pid_file = dir.path().join("node.pid");
+    std::fs::write(&pid_file, std::process::id().to_string()).unwrap();
+    let mut acfg = neo_ir_agent::AgentConfig::new("agent-secret", dir.path());
+    acfg.pid_file = Some(pid_file);
+    acfg.p2p_port = p2p_port;
+    acfg.rpc_port = 1;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let agent_url = format!("http://{}", listener.local_addr().unwrap());
+    let (agent_stop, agent_stopped) = oneshot::channel::<()>();
+    tokio::spawn(neo_ir_agent::serve(acfg, listener, async {
+        let _ = agent_stopped.await;
+    }));
+
+    let net = network(2, 2, 200).await;
+    let mut cfg = config(&net, &store_url(&dir));
+    cfg.probe.timeout = Duration::from_secs(3);
+    cfg.probe.telemetry_interval = Duration::from_millis(200);
+    std::env::set_var("NEO_IR_TEST_AGENT_TOKEN", "agent-secret");
+    for n in cfg.nodes.iter_mut().filter(|n| n.name == "rpc-1") {
+        n.agent = Some(agent_url.clone());
+        n.agent_token_env = Some("NEO_IR_TEST_AGENT_TOKEN".into());
+    }
+    let w = Running::start(cfg).await;
+    eventually("the agent's report reaches the node view", || async {
+        let n = w.node("rpc-1").await;
+        (n["host"]["p2p_established"].as_u64()? >= 15).then_some(())
+    })
+    .await;
+    net.inject("rpc-1", Fault::Slow { ms: 800 }).await.unwrap();
+    let inc = w.wait_open("network_attack").await;
+    assert_eq!(inc["severity"], "P2", "an RPC node");
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-1"]));
+    let ev = &inc["evidence"];
+    assert_eq!(ev["top_remote_ips"][0]["ip"], "127.0.0.1", "{ev}");
+    assert!(
+        ev["top_remote_ips"][0]["p2p"].as_u64().unwrap() >= 15,
+        "{ev}"
+    );
+    assert_eq!(ev["limit_per_ip"], 10);
+    assert!(ev["rpc_latency_ms"].as_u64().unwrap() >= 800);
+    let open = w.incidents(false).await;
+    assert!(
+        of_kind(&open, "performance_degradation").is_empty(),
+        "{open:?}"
+    );
+    assert!(of_kind(&open, "node_down").is_empty(), "{open:?}");
+
+    drop(flood);
+    net.recover_node("rpc-1").await.unwrap();
+    w.wait_resolved(&inc["id"]).await;
+    let _ = agent_stop.send(());
+    w.stop().await;
+    net.shutdown().await;
+}
