@@ -216,15 +216,25 @@ impl Watcher {
         let mut tick = tokio::time::interval(self.config.probe.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
+        let mut observed = Vec::new();
         loop {
+            // Decide every interval, and at once when a probe fails: a crash seen through a
+            // closed connection becomes an incident in milliseconds, not at the next tick.
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
+                Some(input) = rx.recv() => {
+                    let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
+                    observed.push(input);
+                    if !failed {
+                        continue;
+                    }
+                }
             }
-            let mut observed = Vec::new();
             while let Ok(o) = rx.try_recv() {
                 observed.push(o);
             }
+            let observed = std::mem::take(&mut observed);
             if let Err(e) = self.decide(observed).await {
                 // The store is unreachable: keep probing, try again next round; nothing is
                 // lost because the next round recomputes everything from observations.
@@ -391,8 +401,14 @@ async fn probe_node(
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut height = None;
+    let mut sentinel = Sentinel::new(&target.rpc_url);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = sentinel.closed() => {
+                tracing::debug!(node = %target.name, "idle connection closed: probing now");
+            }
+        }
         let first = prober.probe(&target, height).await;
         let failed = first.outcome.is_err();
         if let Some(s) = first.status() {
@@ -478,6 +494,63 @@ async fn telemetry_node(
         if let Some(h) = h {
             if tx.send(Input::Host(source.node.clone(), h)).await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// An idle TCP connection to a node's RPC port. A process that dies closes its sockets, so
+/// the connection's end is an event within milliseconds of a crash; the probe task then
+/// probes at once (and confirms) instead of waiting for its next tick. Polling stays the
+/// fallback for hangs and lost hosts, which close nothing.
+struct Sentinel {
+    addr: Option<(String, u16)>,
+    conn: Option<tokio::net::TcpStream>,
+    /// When to try connecting again after a failure (at most once per second).
+    retry_at: tokio::time::Instant,
+}
+
+impl Sentinel {
+    fn new(rpc_url: &str) -> Self {
+        let addr = reqwest::Url::parse(rpc_url).ok().and_then(|u| {
+            Some((
+                u.host_str()?.trim_matches(['[', ']']).to_string(),
+                u.port_or_known_default()?,
+            ))
+        });
+        Self {
+            addr,
+            conn: None,
+            retry_at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Resolves when an established idle connection ends. Pending while there is none.
+    async fn closed(&mut self) {
+        if self.conn.is_none() {
+            let Some((host, port)) = self.addr.clone() else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(self.retry_at).await;
+            self.retry_at = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+            let connect = tokio::net::TcpStream::connect((host.as_str(), port));
+            match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+                Ok(Ok(c)) => self.conn = Some(c),
+                // refused or unreachable: the probes report it; no event to wait for
+                _ => return std::future::pending().await,
+            }
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let mut buf = [0u8; 256];
+        loop {
+            // We never send a request, so any read result means the peer closed or reset
+            // the connection (or, for a chatty server, sent bytes we discard).
+            match tokio::io::AsyncReadExt::read(conn, &mut buf).await {
+                Ok(0) | Err(_) => {
+                    self.conn = None;
+                    return;
+                }
+                Ok(_) => continue,
             }
         }
     }

@@ -703,3 +703,30 @@ async fn slow_rpc_and_a_connection_flood_from_one_ip_is_a_network_attack() {
     w.stop().await;
     net.shutdown().await;
 }
+
+/// A crash closes the node's sockets: neo-ir's idle connection to the RPC port sees it and
+/// probes at once, so the incident does not wait for the next poll (here 10 s away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_detected_from_the_closed_connection_not_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(2, 2, 200).await;
+    let mut cfg = config(&net, &store_url(&dir));
+    cfg.probe.interval = Duration::from_secs(10);
+    let w = Running::start(cfg).await;
+    eventually("a first round is stored", || async {
+        (w.node("rpc-1").await["state"] == "ok").then_some(())
+    })
+    .await;
+    // just after a round: the next poll is about 10 s away
+    let crashed_at = Instant::now();
+    net.inject("rpc-1", Fault::Crash).await.unwrap();
+    let inc = w.wait_open("node_down").await;
+    let took = crashed_at.elapsed();
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-1"]));
+    assert!(
+        took < Duration::from_secs(5),
+        "detected after {took:?}: the closed connection should trigger the probe"
+    );
+    w.stop().await;
+    net.shutdown().await;
+}
