@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::ChainHistory;
 use crate::detect::DetectConfig;
-use crate::fork::ForkReport;
+use crate::fork::{ForkReport, StateRootReport};
 use crate::observation::{HeaderInfo, NodeVersion, Observation, Role};
 use crate::telemetry::{HostSample, NodeMetrics};
 
@@ -55,6 +55,10 @@ pub struct NodeState {
     pub host: Option<HostSample>,
     /// Recent RPC round trips in ms, newest last (a timeout counts as its full duration).
     pub latencies: std::collections::VecDeque<u64>,
+    /// `getstateheight`: (localrootindex, validatedrootindex), when the StateService is on.
+    pub state_height: Option<(u64, u64)>,
+    /// The validated root index and the local index when it last moved.
+    pub validated_moved: Option<(u64, u64)>,
     /// The node claims a height the rest of the fleet contradicts (it is ignored for the
     /// fleet's best height).
     pub implausible: bool,
@@ -78,6 +82,8 @@ impl NodeState {
             prev_metrics: None,
             host: None,
             latencies: std::collections::VecDeque::new(),
+            state_height: None,
+            validated_moved: None,
             implausible: false,
         }
     }
@@ -117,6 +123,8 @@ pub struct Fleet {
     chain: ChainHistory,
     /// The latest cross-node hash comparison.
     fork: Option<ForkReport>,
+    /// The latest cross-node state root comparison.
+    state_roots: Option<StateRootReport>,
     /// The earliest time each recent height was seen on a believable node (when a node
     /// first showed it). Says since when the fleet has been past a given height.
     first_seen: BTreeMap<u64, Timestamp>,
@@ -180,6 +188,7 @@ impl Fleet {
             best: None,
             chain: ChainHistory::new(HEADERS_KEPT),
             fork: None,
+            state_roots: None,
             first_seen: BTreeMap::new(),
         }
     }
@@ -343,6 +352,24 @@ impl Fleet {
 
     pub fn fork_report(&self) -> Option<&ForkReport> {
         self.fork.as_ref()
+    }
+
+    pub fn set_state_roots(&mut self, report: StateRootReport) {
+        self.state_roots = Some(report);
+    }
+
+    pub fn state_roots(&self) -> Option<&StateRootReport> {
+        self.state_roots.as_ref()
+    }
+
+    /// A node's `getstateheight`.
+    pub fn record_state_height(&mut self, node: &str, local: u64, validated: u64) {
+        if let Some(n) = self.nodes.get_mut(node) {
+            if n.validated_moved.is_none_or(|(v, _)| v != validated) {
+                n.validated_moved = Some((validated, local));
+            }
+            n.state_height = Some((local, validated));
+        }
     }
 
     /// The configured node that is validator `index`, if any.

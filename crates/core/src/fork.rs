@@ -56,6 +56,16 @@ impl ForkReport {
     }
 }
 
+/// State roots of several nodes at one height (`getstateroot`), from the watch loop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRootReport {
+    pub at: Timestamp,
+    /// The state root index compared (the lowest `localrootindex` of the nodes asked).
+    pub index: u64,
+    /// `(node, roothash)`.
+    pub roots: Vec<(String, String)>,
+}
+
 /// Group `(node, hash)` answers into partitions, the canonical one first: the partition with
 /// the most validators, then the most nodes, then the smallest hash (a stable order).
 pub fn partitions(answers: &[(String, String)], roles: &BTreeMap<String, Role>) -> Vec<Partition> {

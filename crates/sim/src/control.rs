@@ -5,7 +5,7 @@
 //! |------------------------------|-------------------------------|-----------------------------------------|
 //! | `GET /nodes`                 |                               | `[{"name","role","rpc_url","height","faults":[...]}]` |
 //! | `GET /chain`                 |                               | `{"height","stalled","msperblock","validators"}` |
-//! | `POST /nodes/{name}/fault`   | `{"fault":"crash"}`, `{"fault":"slow","ms":500}`, `{"fault":"peers","count":0}`, `{"fault":"fork","height":120}`, `{"fault":"hang"}`, `{"fault":"freeze"}`, `{"fault":"garbage"}`, `{"fault":"huge"}`, `{"fault":"lie"}` | `{"ok":true}` |
+//! | `POST /nodes/{name}/fault`   | `{"fault":"crash"}`, `{"fault":"slow","ms":500}`, `{"fault":"peers","count":0}`, `{"fault":"fork","height":120}` (optional `"branch":1`: nodes on one branch agree), `{"fault":"state_root","height":120}`, `{"fault":"hang"}`, `{"fault":"freeze"}`, `{"fault":"garbage"}`, `{"fault":"huge"}`, `{"fault":"lie"}` | `{"ok":true}` |
 //! | `POST /nodes/{name}/recover` |                               | `{"ok":true}`                           |
 //! | `POST /chain/stall`          |                               | `{"ok":true}`                           |
 //! | `POST /chain/resume`         |                               | `{"ok":true}`                           |

@@ -37,6 +37,11 @@ pub enum Fault {
     Huge,
     /// `getblockcount` claims 1,000,000 blocks more than the node has.
     Lie,
+    /// From `height` on the node's state diverges while its blocks stay canonical (the
+    /// neo-go/C# state differences of the field notes): `getstateroot` answers other root
+    /// hashes and `getstateheight`'s `validatedrootindex` stops below `height` while
+    /// `localrootindex` keeps climbing.
+    StateRoot { height: u64 },
 }
 
 /// The private branch of a forked node.
@@ -61,6 +66,7 @@ pub(crate) struct NodeFaults {
     pub garbage: bool,
     pub huge: bool,
     pub lie: bool,
+    pub bad_state_from: Option<u64>,
 }
 
 /// Mutable state of one node.
@@ -103,6 +109,7 @@ impl NodeState {
             Fault::Garbage => f.garbage = true,
             Fault::Huge => f.huge = true,
             Fault::Lie => f.lie = true,
+            Fault::StateRoot { height } => f.bad_state_from = Some(height),
         }
         if matches!(fault, Fault::Crash | Fault::Freeze) && self.stuck_at.is_none() {
             self.stuck_at = Some(chain.height());
@@ -147,6 +154,9 @@ impl NodeState {
         }
         if f.lie {
             out.push(Fault::Lie);
+        }
+        if let Some(height) = f.bad_state_from {
+            out.push(Fault::StateRoot { height });
         }
         out
     }

@@ -489,7 +489,10 @@ fn dispatch(ctx: &NodeCtx, method: &str, params: &[Value]) -> Result<String, Rpc
         }
         "getstateheight" => Ok(to_json(&StateHeightJson {
             localrootindex: height,
-            validatedrootindex: height,
+            validatedrootindex: match node.faults.bad_state_from {
+                Some(from) => height.min(from.saturating_sub(1)),
+                None => height,
+            },
         })),
         "getstateroot" => {
             let index = index_param(params, "getstateroot")?;
@@ -499,7 +502,11 @@ fn dispatch(ctx: &NodeCtx, method: &str, params: &[Value]) -> Result<String, Rpc
             Ok(to_json(&StateRootJson {
                 version: 0,
                 index,
-                roothash: hash_hex(&chain::state_root(&b.hash)),
+                roothash: hash_hex(&match node.faults.bad_state_from {
+                    // a diverged state: another root over the same block
+                    Some(from) if index >= from => chain::state_root(&chain::state_root(&b.hash)),
+                    _ => chain::state_root(&b.hash),
+                }),
                 witnesses: Vec::new(),
             }))
         }

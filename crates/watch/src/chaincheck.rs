@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use neo_ir_core::fork::{partitions, Bisection, FirstDifference, ForkReport};
+use neo_ir_core::fork::{partitions, Bisection, FirstDifference, ForkReport, StateRootReport};
 use neo_ir_core::{HeaderInfo, Role};
 use neo_ir_probe::{parse, NodeTarget, Prober};
 use serde_json::json;
@@ -31,6 +31,9 @@ pub struct CheckInput {
 
 pub struct CheckOutput {
     pub fork: Option<ForkReport>,
+    /// `(node, localrootindex, validatedrootindex)` of nodes with a StateService.
+    pub state_heights: Vec<(String, u64, u64)>,
+    pub state_roots: Option<StateRootReport>,
     pub headers: Vec<HeaderInfo>,
     pub known: HashMap<(String, String), FirstDifference>,
 }
@@ -42,7 +45,8 @@ async fn hash_at(prober: &Prober, t: &NodeTarget, height: u64) -> Option<String>
 
 pub async fn run(prober: Prober, input: CheckInput) -> CheckOutput {
     let at = Timestamp::now();
-    let (fork, known) = compare(&prober, &input, at).await;
+    let ((fork, known), (state_heights, state_roots)) =
+        tokio::join!(compare(&prober, &input, at), state(&prober, &input, at));
     let headers = match &input.header_source {
         Some(src) if !input.missing_headers.is_empty() => {
             let calls: Vec<(&str, serde_json::Value)> = input
@@ -63,6 +67,8 @@ pub async fn run(prober: Prober, input: CheckInput) -> CheckOutput {
     };
     CheckOutput {
         fork,
+        state_heights,
+        state_roots,
         headers,
         known,
     }
@@ -182,4 +188,32 @@ async fn bisect(
         hashes: vec![at_differ.0, at_differ.1],
     };
     (Some(d), used)
+}
+
+/// `getstateheight` of every node, then `getstateroot` at the lowest local root index of
+/// those that have one. Nodes without the StateService (method not found) are left out.
+async fn state(
+    prober: &Prober,
+    input: &CheckInput,
+    at: Timestamp,
+) -> (Vec<(String, u64, u64)>, Option<StateRootReport>) {
+    let heights = join_all(input.nodes.iter().map(|(t, _)| async move {
+        let v = prober.call(t, "getstateheight", json!([])).await.ok()?;
+        let h = parse::parse_state_height(&v).ok()?;
+        Some((t.name.clone(), h.local_root_index?, h.validated_root_index?))
+    }))
+    .await;
+    let heights: Vec<(String, u64, u64)> = heights.into_iter().flatten().collect();
+    let Some(index) = heights.iter().map(|(_, local, _)| *local).min() else {
+        return (heights, None);
+    };
+    let roots = join_all(heights.iter().map(|(name, ..)| async move {
+        let (t, _) = input.nodes.iter().find(|(t, _)| &t.name == name)?;
+        let v = prober.call(t, "getstateroot", json!([index])).await.ok()?;
+        Some((name.clone(), parse::parse_state_root(&v).ok()?.root_hash))
+    }))
+    .await;
+    let roots: Vec<(String, String)> = roots.into_iter().flatten().collect();
+    let report = (!roots.is_empty()).then_some(StateRootReport { at, index, roots });
+    (heights, report)
 }

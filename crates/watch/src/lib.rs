@@ -345,6 +345,12 @@ impl Watcher {
         for h in out.headers {
             self.fleet.record_header(h);
         }
+        for (node, local, validated) in &out.state_heights {
+            self.fleet.record_state_height(node, *local, *validated);
+        }
+        if let Some(roots) = out.state_roots {
+            self.fleet.set_state_roots(roots);
+        }
         if let Some(report) = out.fork {
             if report.diverged() {
                 tracing::debug!(

@@ -730,3 +730,32 @@ async fn a_crash_is_detected_from_the_closed_connection_not_the_next_poll() {
     w.stop().await;
     net.shutdown().await;
 }
+
+/// Blocks stay the same but one node's state diverges (the neo-go/C# state differences of
+/// the field notes): its state root differs alone, and its validated root index stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_state_diverges_is_data_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = network(2, 3, 100).await;
+    let w = Running::start(config(&net, &store_url(&dir))).await;
+    let from = net.height() + 1;
+    net.inject("rpc-2", Fault::StateRoot { height: from })
+        .await
+        .unwrap();
+    let inc = w.wait_open("data_corruption").await;
+    assert_eq!(inc["key"], "data_corruption:state:rpc-2", "{inc}");
+    assert_eq!(inc["severity"], "P1");
+    assert_eq!(inc["nodes"], serde_json::json!(["rpc-2"]));
+    let ev = &inc["evidence"];
+    assert!(
+        ev["state_root_mismatch"]["index"].as_u64().unwrap() >= from,
+        "{ev}"
+    );
+    // blocks are still the same everywhere: no fork incident
+    let open = w.incidents(false).await;
+    assert_eq!(open.len(), 1, "{open:?}");
+    net.recover_node("rpc-2").await.unwrap();
+    w.wait_resolved(&inc["id"]).await;
+    w.stop().await;
+    net.shutdown().await;
+}

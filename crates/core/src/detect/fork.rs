@@ -8,11 +8,19 @@
 
 use serde_json::json;
 
+use super::DetectConfig;
 use crate::fleet::Fleet;
-use crate::fork::ForkReport;
+use crate::fork::{partitions, ForkReport};
 use crate::incident::{Assessment, Finding, IncidentKind, Severity};
 
 pub const SPLIT_BRAIN_KEY: &str = "split_brain";
+
+pub const STATE_SPLIT_KEY: &str = "split_brain:state";
+pub const STATE_VALIDATION_KEY: &str = "consensus_failure:state_validation";
+
+pub fn state_key(node: &str) -> String {
+    format!("data_corruption:state:{node}")
+}
 
 pub fn divergence_key(node: &str) -> String {
     format!("data_corruption:divergent:{node}")
@@ -134,5 +142,133 @@ fn short(hash: &str) -> String {
         format!("{}…", &hash[..14])
     } else {
         hash.to_string()
+    }
+}
+
+/// State roots: a node whose root hash differs alone from the others at the same index, or
+/// whose `validatedrootindex` stays put while its `localrootindex` climbs `stateroot_lag`
+/// blocks, has a state that no longer matches the network's: `data_corruption` (P1) of that
+/// node, one incident for both signs. Groups that disagree are a state split brain; every
+/// node stuck at once means the state validators stopped signing (P2 consensus finding).
+pub(super) fn state_roots(fleet: &Fleet, cfg: &DetectConfig, a: &mut Assessment) {
+    let mut per_node: std::collections::BTreeMap<
+        String,
+        serde_json::Map<String, serde_json::Value>,
+    > = Default::default();
+    for n in fleet.nodes().filter(|n| !n.reachable()) {
+        a.undecided.insert(state_key(&n.name));
+    }
+    let roles = fleet.nodes().map(|n| (n.name.clone(), n.role)).collect();
+
+    if let Some(r) = fleet.state_roots() {
+        let parts = partitions(&r.roots, &roles);
+        let total: usize = parts.iter().map(|p| p.nodes.len()).sum();
+        if parts.len() > 1 {
+            let off: usize = parts[1..].iter().map(|p| p.nodes.len()).sum();
+            if off == 1 && total > 2 {
+                let node = parts[1].nodes[0].clone();
+                per_node.entry(node).or_default().insert(
+                    "state_root_mismatch".into(),
+                    json!({
+                        "index": r.index,
+                        "node_root": parts[1].hash,
+                        "network_root": parts[0].hash,
+                        "agreeing_nodes": parts[0].nodes,
+                    }),
+                );
+            } else {
+                let validators_split =
+                    parts.iter().filter(|p| !p.validators.is_empty()).count() > 1;
+                let mut nodes: Vec<String> = parts.iter().flat_map(|p| p.nodes.clone()).collect();
+                nodes.sort();
+                a.findings.push(Finding {
+                    key: STATE_SPLIT_KEY.into(),
+                    kind: IncidentKind::SplitBrain,
+                    severity: if validators_split { Severity::P1 } else { Severity::P2 },
+                    nodes,
+                    summary: format!(
+                        "{} groups of nodes have different state roots at index {}; the validators' majority has {}",
+                        parts.len(),
+                        r.index,
+                        short(&parts[0].hash)
+                    ),
+                    evidence: json!({
+                        "index": r.index,
+                        "groups": parts.iter().enumerate().map(|(i, p)| json!({
+                            "canonical": i == 0, "roothash": p.hash, "nodes": p.nodes, "validators": p.validators,
+                        })).collect::<Vec<_>>(),
+                    }),
+                });
+            }
+        }
+    } else {
+        a.undecided.insert(STATE_SPLIT_KEY.into());
+    }
+
+    let with_state: Vec<_> = fleet.nodes().filter(|n| n.state_height.is_some()).collect();
+    let stuck: Vec<_> = with_state
+        .iter()
+        .filter_map(|n| {
+            let (local, validated) = n.state_height?;
+            let (v, local_then) = n.validated_moved?;
+            let climbed = local.saturating_sub(local_then);
+            (v == validated && climbed >= cfg.stateroot_lag)
+                .then_some((*n, local, validated, climbed))
+        })
+        .collect();
+    if with_state.len() >= 2 && stuck.len() == with_state.len() {
+        let mut nodes: Vec<String> = stuck.iter().map(|(n, ..)| n.name.clone()).collect();
+        nodes.sort();
+        a.findings.push(Finding {
+            key: STATE_VALIDATION_KEY.into(),
+            kind: IncidentKind::ConsensusFailure,
+            severity: Severity::P2,
+            nodes,
+            summary: format!(
+                "no node's validated state root advances: state validators have not signed for {}+ blocks",
+                cfg.stateroot_lag
+            ),
+            evidence: json!({
+                "nodes": stuck.iter().map(|(n, local, validated, climbed)| json!({
+                    "node": n.name, "localrootindex": local, "validatedrootindex": validated, "local_climbed": climbed,
+                })).collect::<Vec<_>>(),
+                "stateroot_lag": cfg.stateroot_lag,
+            }),
+        });
+    } else {
+        for (n, local, validated, climbed) in &stuck {
+            per_node.entry(n.name.clone()).or_default().insert(
+                "validated_root_stuck".into(),
+                json!({
+                    "localrootindex": local,
+                    "validatedrootindex": validated,
+                    "local_climbed_since_validated_moved": climbed,
+                    "stateroot_lag": cfg.stateroot_lag,
+                }),
+            );
+        }
+    }
+
+    for (node, signs) in per_node {
+        let what: Vec<&str> = signs
+            .keys()
+            .map(|k| {
+                if k == "state_root_mismatch" {
+                    "its state root differs from every other node's"
+                } else {
+                    "its validated state root index is stuck while the local one climbs"
+                }
+            })
+            .collect();
+        let mut evidence = signs;
+        evidence.insert("node".into(), json!(node));
+        a.findings.push(Finding {
+            key: state_key(&node),
+            kind: IncidentKind::DataCorruption,
+            severity: Severity::P1,
+            nodes: vec![node.clone()],
+            summary: format!("{node}'s state diverged: {}", what.join("; and ")),
+            evidence: serde_json::Value::Object(evidence),
+        });
     }
 }

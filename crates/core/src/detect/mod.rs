@@ -18,7 +18,7 @@ mod fork;
 mod kpi;
 
 pub use consensus::{missed_turns_key, SLOW_BLOCKS_KEY};
-pub use fork::{divergence_key, SPLIT_BRAIN_KEY};
+pub use fork::{divergence_key, state_key, SPLIT_BRAIN_KEY, STATE_SPLIT_KEY, STATE_VALIDATION_KEY};
 pub use kpi::{attack_key, health_key, peers_key, performance_key, Kpi};
 
 use jiff::Timestamp;
@@ -55,6 +55,9 @@ pub struct DetectConfig {
     pub debounce: crate::debounce::DebounceRules,
     /// The playbook's KPI table and attack limits.
     pub kpi: Kpi,
+    /// A validated state root index that stays put while the local one climbs this many
+    /// blocks means the node's state no longer matches the validated one.
+    pub stateroot_lag: u64,
 }
 
 impl Default for DetectConfig {
@@ -72,6 +75,7 @@ impl Default for DetectConfig {
             slow_factor: 2,
             debounce: crate::debounce::DebounceRules::default(),
             kpi: Kpi::default(),
+            stateroot_lag: 20,
         }
     }
 }
@@ -110,6 +114,7 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
     consensus_failure(fleet, cfg, msperblock, threshold_ms, now, &mut a);
     consensus::attribution(fleet, cfg, msperblock, &mut a);
     fork::split_brain(fleet, &mut a);
+    fork::state_roots(fleet, cfg, &mut a);
     one_cause_one_incident(&mut a);
     a.findings.sort_by(|x, y| x.key.cmp(&y.key));
     a
@@ -1093,5 +1098,63 @@ mod tests {
             let a = w.round(&[("validator-1", Some(h)), ("rpc-1", Some(h))]);
             assert!(!keys(&a).contains(&CONSENSUS_KEY), "{a:?}");
         }
+    }
+
+    #[test]
+    fn a_node_whose_state_root_differs_alone_is_corrupt() {
+        let mut w = world(2, 2);
+        let t = w.clock.now();
+        let mut roots: Vec<(String, String)> = ["validator-1", "validator-2", "rpc-1"]
+            .iter()
+            .map(|n| (n.to_string(), "0xgood".to_string()))
+            .collect();
+        roots.push(("rpc-2".into(), "0xbad".into()));
+        w.fleet.set_state_roots(crate::fork::StateRootReport {
+            at: t,
+            index: 50,
+            roots,
+        });
+        let row = all_at(&w, 60);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), ["data_corruption:state:rpc-2"]);
+        let f = &a.findings[0];
+        assert_eq!(f.severity, Severity::P1);
+        assert_eq!(f.evidence["state_root_mismatch"]["network_root"], "0xgood");
+        assert_eq!(f.evidence["state_root_mismatch"]["index"], 50);
+    }
+
+    #[test]
+    fn validated_root_stuck_while_local_climbs() {
+        let mut w = world(1, 2);
+        for local in 100..=125u64 {
+            w.fleet.record_state_height("validator-1", local, local - 1);
+            w.fleet.record_state_height("rpc-1", local, local - 1);
+            w.fleet.record_state_height("rpc-2", local, 99);
+        }
+        let row = all_at(&w, 125);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), ["data_corruption:state:rpc-2"], "{a:?}");
+        assert_eq!(
+            a.findings[0].evidence["validated_root_stuck"]["validatedrootindex"],
+            99
+        );
+        // 19 blocks is within the normal signing lag
+        let mut w = world(0, 2);
+        for local in 100..=119u64 {
+            w.fleet.record_state_height("rpc-1", local, local);
+            w.fleet.record_state_height("rpc-2", local, 100);
+        }
+        let row = all_at(&w, 119);
+        assert!(keys(&round_owned(&mut w, &row)).is_empty());
+        // every node stuck: the state validators stopped signing, one network finding
+        let mut w = world(0, 2);
+        for local in 100..=130u64 {
+            w.fleet.record_state_height("rpc-1", local, 100);
+            w.fleet.record_state_height("rpc-2", local, 100);
+        }
+        let row = all_at(&w, 130);
+        let a = round_owned(&mut w, &row);
+        assert_eq!(keys(&a), [STATE_VALIDATION_KEY]);
+        assert_eq!(a.findings[0].severity, Severity::P2);
     }
 }
