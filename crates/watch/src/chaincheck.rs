@@ -204,9 +204,13 @@ async fn state(
     }))
     .await;
     let heights: Vec<(String, u64, u64)> = heights.into_iter().flatten().collect();
+    // Compare no higher than the block comparison does, so one check sees a fork's block
+    // and state differences together (the fork explains the state difference).
+    let block_height = input.nodes.iter().map(|(_, h)| *h).min().unwrap_or(0);
     let Some(index) = heights.iter().map(|(_, local, _)| *local).min() else {
         return (heights, None);
     };
+    let index = index.min(block_height);
     let roots = join_all(heights.iter().map(|(name, ..)| async move {
         let (t, _) = input.nodes.iter().find(|(t, _)| &t.name == name)?;
         let v = prober.call(t, "getstateroot", json!([index])).await.ok()?;
