@@ -191,7 +191,7 @@ async fn script(
     step("fault 2: the whole chain stalls (no validator produces a block)");
     let fault_at = Instant::now();
     net.stall();
-    let stall_deadline = Duration::from_millis(3 * msperblock + 1000) + Duration::from_secs(30);
+    let stall_deadline = Duration::from_millis(2 * msperblock + 800) + Duration::from_secs(30);
     let opened = w
         .wait(stall_deadline, |n| {
             n.what == NoticeKind::Opened && n.incident.kind == IncidentKind::ConsensusFailure
@@ -199,7 +199,7 @@ async fn script(
         .await
         .context("no consensus_failure incident opened for the stalled chain")?;
     step(&format!(
-        "detected {} after the stall began (threshold 3 × {msperblock} ms + 1 s)",
+        "detected {} after the stall began (threshold 2 × {msperblock} ms + 0.8 s)",
         human_ms(fault_at.elapsed().as_millis() as u64)
     ));
     w.idle(hold).await;

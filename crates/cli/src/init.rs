@@ -47,8 +47,9 @@ max_concurrency = 32
 # The playbook's KPI table: a node 50 or more blocks behind is a warning, 100 or more critical.
 lag_warn = 50
 lag_crit = 100
-# A stall is no new block for 3 x msperblock (read from getversion; {name}: {blocks}) + grace.
-stall_grace = "1s"
+# A stall is no new block for 2 x msperblock (read from getversion; {name}: {blocks}) + grace:
+# dBFT's first change-view timer is 2 x msperblock.
+stall_grace = "800ms"
 
 [store]
 url = "sqlite://neo-ir.db"

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use neo_ir_core::clock::{Clock, SystemClock};
 use neo_ir_core::config::Config;
-use neo_ir_core::detect::detect;
+use neo_ir_core::detect::{detect, stall_deadline};
 use neo_ir_core::fleet::{Fleet, NodeSpec};
 use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
 use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
@@ -186,11 +186,13 @@ impl Watcher {
         );
         let (tx, mut rx) = mpsc::channel(1024);
         let mut probes = JoinSet::new();
+        let probe_now = Arc::new(tokio::sync::Notify::new());
         for target in self.targets.clone() {
             probes.spawn(probe_node(
                 self.prober.clone(),
                 target,
                 self.config.probe.interval,
+                probe_now.clone(),
                 tx.clone(),
             ));
         }
@@ -220,9 +222,16 @@ impl Watcher {
         loop {
             // Decide every interval, and at once when a probe fails: a crash seen through a
             // closed connection becomes an incident in milliseconds, not at the next tick.
+            // When the chain would count as stalled before the next tick, wake up at that
+            // moment, probe every node afresh and decide on what they say.
+            let deadline = self.stall_wakeup();
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    probe_now.notify_waiters();
+                    self.collect_fresh(&mut rx, &mut observed).await;
+                }
                 Some(input) = rx.recv() => {
                     let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
                     observed.push(input);
@@ -296,6 +305,39 @@ impl Watcher {
         self.store.save_nodes(&self.fleet.view(), now).await?;
         self.rounds.send_modify(|r| *r += 1);
         Ok(())
+    }
+
+    /// The stall deadline as a tokio instant, when it is still ahead.
+    fn stall_wakeup(&self) -> Option<tokio::time::Instant> {
+        let at = stall_deadline(&self.fleet, &self.config.detect)?;
+        let ahead = at.duration_since(self.clock.now());
+        let ahead = std::time::Duration::try_from(ahead).ok()?;
+        Some(tokio::time::Instant::now() + ahead)
+    }
+
+    /// After asking every probe task for a fresh probe: gather answers until every node
+    /// that answered before has answered again, or half a second passes.
+    async fn collect_fresh(&self, rx: &mut mpsc::Receiver<Input>, observed: &mut Vec<Input>) {
+        let want: std::collections::BTreeSet<String> = self
+            .fleet
+            .nodes()
+            .filter(|n| n.answering())
+            .map(|n| n.name.clone())
+            .collect();
+        let mut got = std::collections::BTreeSet::new();
+        let limit = tokio::time::sleep(std::time::Duration::from_millis(500));
+        tokio::pin!(limit);
+        while !want.is_subset(&got) {
+            tokio::select! {
+                _ = &mut limit => break,
+                Some(input) = rx.recv() => {
+                    if let Input::Rpc(o) = &input {
+                        got.insert(o.node.clone());
+                    }
+                    observed.push(input);
+                }
+            }
+        }
     }
 
     /// Start the cross-node chain check unless one is still running.
@@ -402,6 +444,7 @@ async fn probe_node(
     prober: Prober,
     target: NodeTarget,
     interval: std::time::Duration,
+    probe_now: Arc<tokio::sync::Notify>,
     tx: mpsc::Sender<Input>,
 ) {
     let mut tick = tokio::time::interval(interval);
@@ -411,6 +454,7 @@ async fn probe_node(
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = probe_now.notified() => {}
             _ = sentinel.closed() => {
                 tracing::debug!(node = %target.name, "idle connection closed: probing now");
             }
@@ -560,4 +604,8 @@ impl Sentinel {
             }
         }
     }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400)
 }

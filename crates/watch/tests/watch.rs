@@ -238,8 +238,8 @@ async fn chain_stall_is_one_p1_consensus_failure() {
         inc["evidence"]["msperblock"], 200,
         "msperblock read from getversion"
     );
-    assert_eq!(inc["evidence"]["threshold_ms"], 3 * 200 + 1000);
-    assert!(inc["evidence"]["stalled_ms"].as_u64().unwrap() > 1600);
+    assert_eq!(inc["evidence"]["threshold_ms"], 2 * 200 + 800);
+    assert!(inc["evidence"]["stalled_ms"].as_u64().unwrap() > 1200);
     assert_eq!(inc["nodes"].as_array().unwrap().len(), 7);
     // attribution material from the headers: who proposed the last block, who is next
     let ev = &inc["evidence"];

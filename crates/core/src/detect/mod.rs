@@ -65,8 +65,8 @@ impl Default for DetectConfig {
         Self {
             lag_warn: 50,
             lag_crit: 100,
-            stall_blocks: 3,
-            stall_grace: Duration::from_secs(1),
+            stall_blocks: 2,
+            stall_grace: Duration::from_millis(800),
             default_msperblock: 15_000,
             implausible_lead: 1_000,
             missed_turns: 3,
@@ -345,6 +345,38 @@ fn sync_failure(
     });
 }
 
+/// When the newest block reached the fleet: the block's own time (header `time`) when its
+/// header is known, else when a node was first seen at that height. `None` while some
+/// reachable node has no height yet.
+pub fn last_block_at(fleet: &Fleet) -> Option<Timestamp> {
+    let reachable: Vec<&NodeState> = fleet.nodes().filter(|n| n.reachable()).collect();
+    if reachable.is_empty() {
+        return None;
+    }
+    let mut seen = None;
+    for n in &reachable {
+        seen = seen.max(Some(n.height_since?));
+    }
+    let best = reachable.iter().filter_map(|n| n.height).max()?;
+    let block_time = fleet
+        .chain()
+        .get(best)
+        .and_then(|h| Timestamp::from_millisecond(h.time_ms as i64).ok());
+    match (seen, block_time) {
+        (Some(s), Some(b)) => Some(s.min(b)),
+        (s, _) => s,
+    }
+}
+
+/// When the chain will count as stalled if no new block arrives: the shell wakes up then
+/// (with fresh probes) instead of waiting for its next tick.
+pub fn stall_deadline(fleet: &Fleet, cfg: &DetectConfig) -> Option<Timestamp> {
+    let ms = cfg.stall_threshold_ms(fleet.msperblock(cfg.default_msperblock));
+    last_block_at(fleet)?
+        .checked_add(jiff::SignedDuration::from_millis(ms as i64 + 1))
+        .ok()
+}
+
 fn consensus_failure(
     fleet: &Fleet,
     cfg: &DetectConfig,
@@ -358,19 +390,14 @@ fn consensus_failure(
         a.undecided.insert(CONSENSUS_KEY.to_string());
         return;
     }
-    let mut newest_change = None;
-    for n in &reachable {
-        let Some(since) = n.height_since else {
-            a.undecided.insert(CONSENSUS_KEY.to_string());
-            return;
-        };
-        if millis_between(since, now) <= threshold_ms {
-            return; // some node still makes progress
-        }
-        newest_change = newest_change.max(Some(since));
-    }
-    let since = newest_change.expect("at least one reachable node");
+    let Some(since) = last_block_at(fleet) else {
+        a.undecided.insert(CONSENSUS_KEY.to_string());
+        return;
+    };
     let stalled_ms = millis_between(since, now);
+    if stalled_ms <= threshold_ms {
+        return; // the chain made progress recently
+    }
     let height = reachable
         .iter()
         .filter_map(|n| n.height)
@@ -586,18 +613,22 @@ mod tests {
             assert!(keys(&w.round(&at(h))).is_empty());
             w.tick(1000);
         }
-        // stalled at 4: threshold is 3 × 1000 + 1000 = 4000 ms (msperblock from getversion)
-        for _ in 0..3 {
-            w.tick(1000);
-            assert!(keys(&w.round(&at(4))).is_empty());
-        }
-        w.tick(1001);
+        // stalled at 4 (seen at t = 4 s): threshold is 2 × 1000 + 800 = 2800 ms, with
+        // msperblock from getversion. A view change (2 × msperblock) is not a stall.
+        w.tick(1000);
+        assert!(keys(&w.round(&at(4))).is_empty());
+        w.tick(800);
+        assert!(
+            keys(&w.round(&at(4))).is_empty(),
+            "2800 ms is not more than 2800 ms"
+        );
+        w.tick(1);
         let a = w.round(&at(4));
         assert_eq!(keys(&a), [CONSENSUS_KEY], "one incident, not one per node");
         let f = &a.findings[0];
         assert_eq!(f.severity, Severity::P1);
         assert_eq!(f.nodes.len(), 7);
-        assert_eq!(f.evidence["threshold_ms"], 4000);
+        assert_eq!(f.evidence["threshold_ms"], 2800);
         assert_eq!(f.evidence["height"], 4);
         assert!(
             !keys(&a).iter().any(|k| k.starts_with("sync_failure")),
@@ -1110,10 +1141,13 @@ mod tests {
         // 5 blocks behind is normal
         let a = w.round(&[("validator-1", Some(105)), ("rpc-1", Some(100))]);
         assert!(keys(&a).is_empty());
-        // a block every 3.5 s against msperblock 1000: slower than target but never
-        // 3 x 1000 + 1000 ms without a block, so no stall
+        // a block every 2.5 s against msperblock 1000: slower than target, but never more
+        // than 2 x 1000 + 800 ms without a block, so no stall (checked between blocks too)
         for h in 106..120u64 {
-            w.tick(3500);
+            w.tick(1250);
+            let a = w.round(&[("validator-1", Some(h - 1)), ("rpc-1", Some(h - 1))]);
+            assert!(!keys(&a).contains(&CONSENSUS_KEY), "{a:?}");
+            w.tick(1250);
             let a = w.round(&[("validator-1", Some(h)), ("rpc-1", Some(h))]);
             assert!(!keys(&a).contains(&CONSENSUS_KEY), "{a:?}");
         }
