@@ -230,6 +230,10 @@ fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
             "last_height": n.height,
             "latency_ms": last.latency_ms,
             "severity_reason": why,
+            // what the host agent saw: is the process gone, and what did it log last
+            "host_process_state": n.host.as_ref().filter(|h| h.error.is_none()).map(|h| h.process_state.clone()),
+            "host_error_lines": n.host.as_ref().map(|h| h.error_lines.iter().rev().take(5).rev().cloned().collect::<Vec<_>>()),
+            "host_agent_error": n.host.as_ref().and_then(|h| h.error.clone()),
         }),
     });
 }
