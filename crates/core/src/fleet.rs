@@ -55,6 +55,9 @@ pub struct NodeState {
     pub host: Option<HostSample>,
     /// Recent RPC round trips in ms, newest last (a timeout counts as its full duration).
     pub latencies: std::collections::VecDeque<u64>,
+    /// Two consecutive headers of this node that do not link (`previousblockhash` of block
+    /// h+1 is not the hash this node gave for block h): (h, hash given, previous claimed).
+    pub broken_link: Option<(u64, String, String)>,
     /// `getstateheight`: (localrootindex, validatedrootindex), when the StateService is on.
     pub state_height: Option<(u64, u64)>,
     /// The validated root index and the local index when it last moved.
@@ -82,6 +85,7 @@ impl NodeState {
             prev_metrics: None,
             host: None,
             latencies: std::collections::VecDeque::new(),
+            broken_link: None,
             state_height: None,
             validated_moved: None,
             implausible: false,
@@ -223,6 +227,11 @@ impl Fleet {
                     n.version = Some(v.clone());
                 }
                 if let Some(h) = &status.header {
+                    if let Some(old) = n.header.as_ref().filter(|old| old.index + 1 == h.index) {
+                        // the node's own answers must form a chain
+                        n.broken_link = (h.previous_hash != old.hash)
+                            .then(|| (old.index, old.hash.clone(), h.previous_hash.clone()));
+                    }
                     if n.header.as_ref().is_none_or(|old| h.index >= old.index) {
                         n.header = Some(h.clone());
                     }

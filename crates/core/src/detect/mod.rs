@@ -108,6 +108,7 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
     for n in fleet.nodes() {
         node_down(n, any_reachable, &mut a);
         implausible_height(fleet, n, cfg, &mut a);
+        broken_chain(n, &mut a);
         sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
         kpi::node_kpis(n, &cfg.kpi, &mut a);
     }
@@ -238,6 +239,43 @@ fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
     });
 }
 
+pub fn broken_chain_key(node: &str) -> String {
+    format!("data_corruption:chain:{node}")
+}
+
+/// A node whose own consecutive headers do not link: its database answers inconsistently.
+fn broken_chain(n: &NodeState, a: &mut Assessment) {
+    let key = broken_chain_key(&n.name);
+    if !n.answering() {
+        a.undecided.insert(key);
+        return;
+    }
+    let Some((index, hash, claimed)) = &n.broken_link else {
+        return;
+    };
+    a.findings.push(Finding {
+        key,
+        kind: IncidentKind::DataCorruption,
+        severity: Severity::P1,
+        nodes: vec![n.name.clone()],
+        summary: format!(
+            "{} answers its own blocks inconsistently: block {} says its previous block is {}, \
+             but the node gave {} for block {index}",
+            n.name,
+            index + 1,
+            claimed,
+            hash
+        ),
+        evidence: json!({
+            "node": n.name,
+            "block": index + 1,
+            "previousblockhash": claimed,
+            "hash_given_for_previous": hash,
+            "previous_index": index,
+        }),
+    });
+}
+
 fn implausible_height(fleet: &Fleet, n: &NodeState, cfg: &DetectConfig, a: &mut Assessment) {
     let key = corruption_key(&n.name);
     if !n.answering() {
@@ -350,9 +388,10 @@ fn sync_failure(
 }
 
 /// When the newest block reached the fleet: the block's own time (header `time`) when its
-/// header is known, else when a node was first seen at that height. `None` while some
-/// reachable node has no height yet.
-pub fn last_block_at(fleet: &Fleet) -> Option<Timestamp> {
+/// header is known and close to when a node was first seen at that height (within
+/// `max_early_ms`; a node catching up on old blocks shows old block times while its height
+/// climbs), else that first sighting. `None` while some reachable node has no height yet.
+pub fn last_block_at(fleet: &Fleet, max_early_ms: u64) -> Option<Timestamp> {
     let reachable: Vec<&NodeState> = fleet.nodes().filter(|n| n.reachable()).collect();
     if reachable.is_empty() {
         return None;
@@ -367,7 +406,7 @@ pub fn last_block_at(fleet: &Fleet) -> Option<Timestamp> {
         .get(best)
         .and_then(|h| Timestamp::from_millisecond(h.time_ms as i64).ok());
     match (seen, block_time) {
-        (Some(s), Some(b)) => Some(s.min(b)),
+        (Some(s), Some(b)) if b <= s && millis_between(b, s) <= max_early_ms => Some(b),
         (s, _) => s,
     }
 }
@@ -376,7 +415,7 @@ pub fn last_block_at(fleet: &Fleet) -> Option<Timestamp> {
 /// (with fresh probes) instead of waiting for its next tick.
 pub fn stall_deadline(fleet: &Fleet, cfg: &DetectConfig) -> Option<Timestamp> {
     let ms = cfg.stall_threshold_ms(fleet.msperblock(cfg.default_msperblock));
-    last_block_at(fleet)?
+    last_block_at(fleet, ms)?
         .checked_add(jiff::SignedDuration::from_millis(ms as i64 + 1))
         .ok()
 }
@@ -394,7 +433,7 @@ fn consensus_failure(
         a.undecided.insert(CONSENSUS_KEY.to_string());
         return;
     }
-    let Some(since) = last_block_at(fleet) else {
+    let Some(since) = last_block_at(fleet, threshold_ms) else {
         a.undecided.insert(CONSENSUS_KEY.to_string());
         return;
     };
@@ -1213,5 +1252,69 @@ mod tests {
         let a = round_owned(&mut w, &row);
         assert_eq!(keys(&a), [STATE_VALIDATION_KEY]);
         assert_eq!(a.findings[0].severity, Severity::P2);
+    }
+
+    #[test]
+    fn a_node_whose_own_headers_do_not_link_is_corrupt() {
+        let mut w = world(0, 2);
+        let t = w.clock.now();
+        let with_header = |node: &str, index: u64, hash: &str, prev: &str| {
+            let mut o = ok(node, t, index);
+            if let Ok(s) = &mut o.outcome {
+                s.header = Some(header_linked(index, hash, prev));
+            }
+            o
+        };
+        let a = kpi_round(
+            &mut w,
+            vec![
+                with_header("rpc-1", 10, "0xa10", "0xa9"),
+                with_header("rpc-2", 10, "0xa10", "0xa9"),
+            ],
+        );
+        assert!(keys(&a).is_empty(), "{:?}", keys(&a));
+        let a = kpi_round(
+            &mut w,
+            vec![
+                with_header("rpc-1", 11, "0xa11", "0xa10"),
+                with_header("rpc-2", 11, "0xb11", "0xbad"),
+            ],
+        );
+        assert_eq!(keys(&a), ["data_corruption:chain:rpc-2"]);
+        assert_eq!(a.findings[0].evidence["previousblockhash"], "0xbad");
+        assert_eq!(a.findings[0].severity, Severity::P1);
+    }
+
+    fn header_linked(index: u64, hash: &str, prev: &str) -> crate::observation::HeaderInfo {
+        crate::observation::HeaderInfo {
+            hash: hash.into(),
+            index,
+            time_ms: 1_767_225_600_000,
+            primary: Some(0),
+            next_consensus: String::new(),
+            previous_hash: prev.into(),
+        }
+    }
+
+    #[test]
+    fn catching_up_on_old_blocks_is_not_a_stall() {
+        let mut w = world(0, 2);
+        // both nodes resync from blocks two years old: heights climb fast, block times are old
+        for h in 1000..1020u64 {
+            w.tick(500);
+            let t = w.clock.now();
+            let obs = ["rpc-1", "rpc-2"].map(|n| {
+                let mut o = ok(n, t, h);
+                if let Ok(s) = &mut o.outcome {
+                    s.header = Some(header_linked(h, &format!("0x{h}"), &format!("0x{}", h - 1)));
+                    if let Some(hd) = &mut s.header {
+                        hd.time_ms = 1_700_000_000_000 + h * 15_000;
+                    }
+                }
+                o
+            });
+            let a = kpi_round(&mut w, obs.to_vec());
+            assert!(!keys(&a).contains(&CONSENSUS_KEY), "{a:?}");
+        }
     }
 }
