@@ -27,7 +27,12 @@ pub struct CheckInput {
     pub missing_headers: Vec<u64>,
     /// First differences already found, by (canonical node, other node).
     pub known: HashMap<(String, String), FirstDifference>,
+    /// Each node's newest header as (index, hash), from its own probes.
+    pub headers_seen: HashMap<String, (u64, String)>,
 }
+
+/// Distinct heights the quick agreement check asks the reference node about, at most.
+const QUICK_HEIGHTS: usize = 32;
 
 pub struct CheckOutput {
     pub fork: Option<ForkReport>,
@@ -45,8 +50,11 @@ async fn hash_at(prober: &Prober, t: &NodeTarget, height: u64) -> Option<String>
 
 pub async fn run(prober: Prober, input: CheckInput) -> CheckOutput {
     let at = Timestamp::now();
-    let ((fork, known), (state_heights, state_roots)) =
-        tokio::join!(compare(&prober, &input, at), state(&prober, &input, at));
+    let (fork, known) = compare(&prober, &input, at).await;
+    // state roots no higher than the blocks just compared, so a fork's block and state
+    // differences are seen together (the fork explains the state difference)
+    let compared = fork.as_ref().map(|r| r.height);
+    let (state_heights, state_roots) = state(&prober, &input, at, compared).await;
     let headers = match &input.header_source {
         Some(src) if !input.missing_headers.is_empty() => {
             let calls: Vec<(&str, serde_json::Value)> = input
@@ -85,6 +93,9 @@ async fn compare(
     let Some(height) = input.nodes.iter().map(|(_, h)| *h).min() else {
         return (None, HashMap::new());
     };
+    if let Some(report) = quick_agreement(prober, input, at).await {
+        return (Some(report), HashMap::new());
+    }
     let answers = join_all(
         input
             .nodes
@@ -196,6 +207,7 @@ async fn state(
     prober: &Prober,
     input: &CheckInput,
     at: Timestamp,
+    compared: Option<u64>,
 ) -> (Vec<(String, u64, u64)>, Option<StateRootReport>) {
     let heights = join_all(input.nodes.iter().map(|(t, _)| async move {
         let v = prober.call(t, "getstateheight", json!([])).await.ok()?;
@@ -204,9 +216,8 @@ async fn state(
     }))
     .await;
     let heights: Vec<(String, u64, u64)> = heights.into_iter().flatten().collect();
-    // Compare no higher than the block comparison does, so one check sees a fork's block
-    // and state differences together (the fork explains the state difference).
-    let block_height = input.nodes.iter().map(|(_, h)| *h).min().unwrap_or(0);
+    let block_height =
+        compared.unwrap_or_else(|| input.nodes.iter().map(|(_, h)| *h).min().unwrap_or(0));
     let Some(index) = heights.iter().map(|(_, local, _)| *local).min() else {
         return (heights, None);
     };
@@ -220,4 +231,49 @@ async fn state(
     let roots: Vec<(String, String)> = roots.into_iter().flatten().collect();
     let report = (!roots.is_empty()).then_some(StateRootReport { at, index, roots });
     (heights, report)
+}
+
+/// The common case, cheaply: every node's own newest header (index and hash, from its
+/// probes) matches the reference node's hash at that index, asked in one batch. `None` when
+/// anything differs or is unknown; the full comparison then asks every node.
+async fn quick_agreement(prober: &Prober, input: &CheckInput, at: Timestamp) -> Option<ForkReport> {
+    let source = input.header_source.as_ref()?;
+    let mut seen = Vec::with_capacity(input.nodes.len());
+    for (t, _) in &input.nodes {
+        seen.push((t.name.clone(), input.headers_seen.get(&t.name)?.clone()));
+    }
+    let mut heights: Vec<u64> = seen.iter().map(|(_, (i, _))| *i).collect();
+    heights.sort_unstable();
+    heights.dedup();
+    if heights.len() > QUICK_HEIGHTS {
+        return None;
+    }
+    let calls: Vec<(&str, serde_json::Value)> = heights
+        .iter()
+        .map(|h| ("getblockhash", json!([h])))
+        .collect();
+    let answers = prober.batch(source, &calls).await.ok()?;
+    let mut reference = HashMap::new();
+    for (h, a) in heights.iter().zip(answers) {
+        reference.insert(*h, parse::parse_hash(&a.ok()?).ok()?);
+    }
+    if !seen
+        .iter()
+        .all(|(_, (i, hash))| reference.get(i) == Some(hash))
+    {
+        return None;
+    }
+    let lowest = heights[0];
+    let agreeing: Vec<(String, String)> = seen
+        .into_iter()
+        .map(|(n, _)| (n, reference[&lowest].clone()))
+        .collect();
+    Some(ForkReport {
+        at,
+        height: lowest,
+        partitions: partitions(&agreeing, &input.roles),
+        first_difference: None,
+        bisection_requests: 0,
+        unanswered: Vec::new(),
+    })
 }

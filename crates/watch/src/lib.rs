@@ -378,6 +378,16 @@ impl Watcher {
             header_source,
             nodes: reachable,
             known: self.known_forks.clone(),
+            headers_seen: self
+                .fleet
+                .nodes()
+                .filter_map(|n| {
+                    Some((
+                        n.name.clone(),
+                        (n.header.as_ref()?.index, n.header.as_ref()?.hash.clone()),
+                    ))
+                })
+                .collect(),
         };
         self.checks
             .spawn(chaincheck::run(self.prober.clone(), input));
@@ -459,7 +469,30 @@ async fn probe_node(
                 tracing::debug!(node = %target.name, "idle connection closed: probing now");
             }
         }
-        let first = prober.probe(&target, height).await;
+        // A probe still unanswered after half the timeout gets a second, confirming probe
+        // at once, due when the first one is: a hung node is confirmed at the timeout, not
+        // at twice the timeout. A slow answer to the first makes the second moot.
+        let timeout = prober.config().timeout;
+        let hedge_after = timeout / 2;
+        let first = prober.probe(&target, height);
+        tokio::pin!(first);
+        let (first, hedged) = tokio::select! {
+            o = &mut first => (o, None),
+            _ = tokio::time::sleep(hedge_after) => {
+                let second = confirm_within(&prober, &target, height, timeout - hedge_after);
+                tokio::pin!(second);
+                tokio::select! {
+                    o = &mut first => {
+                        if o.outcome.is_ok() { (o, None) } else { (o, Some(second.await)) }
+                    }
+                    c = &mut second => {
+                        let o = first.await;
+                        let c = if o.outcome.is_ok() { None } else { Some(c) };
+                        (o, c)
+                    }
+                }
+            }
+        };
         let failed = first.outcome.is_err();
         if let Some(s) = first.status() {
             height = Some(s.height());
@@ -468,7 +501,10 @@ async fn probe_node(
             return;
         }
         if failed {
-            let confirm = prober.probe(&target, height).await;
+            let confirm = match hedged {
+                Some(c) => c,
+                None => prober.probe(&target, height).await,
+            };
             if let Some(s) = confirm.status() {
                 height = Some(s.height());
             }
@@ -476,6 +512,32 @@ async fn probe_node(
                 return;
             }
         }
+    }
+}
+
+/// A probe that must answer within `within` (shorter than the configured timeout); past
+/// that it is a timeout observation like any other.
+async fn confirm_within(
+    prober: &Prober,
+    target: &NodeTarget,
+    height: Option<u64>,
+    within: std::time::Duration,
+) -> neo_ir_core::Observation {
+    let at = jiff::Timestamp::now();
+    match tokio::time::timeout(within, prober.probe(target, height)).await {
+        Ok(o) => o,
+        Err(_) => neo_ir_core::Observation {
+            node: target.name.clone(),
+            at,
+            latency_ms: within.as_millis() as u64,
+            outcome: Err(neo_ir_core::ProbeFailure::new(
+                neo_ir_core::FailureKind::Timeout,
+                format!(
+                    "no answer within {} ms (confirming probe)",
+                    within.as_millis()
+                ),
+            )),
+        },
     }
 }
 
