@@ -106,6 +106,7 @@ pub struct Watcher {
     debouncer: neo_ir_core::debounce::Debouncer,
     /// The cross-node chain check in flight (at most one).
     checks: JoinSet<chaincheck::CheckOutput>,
+    last_check: Option<std::time::Instant>,
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
 }
 
@@ -163,6 +164,7 @@ impl Watcher {
             rounds,
             debouncer: Default::default(),
             checks: JoinSet::new(),
+            last_check: None,
             known_forks: Default::default(),
         })
     }
@@ -231,6 +233,12 @@ impl Watcher {
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     probe_now.notify_waiters();
                     self.collect_fresh(&mut rx, &mut observed).await;
+                }
+                // a chain check finished: act on a fork at once, not a round later
+                Some(done) = self.checks.join_next(), if !self.checks.is_empty() => {
+                    if let Ok(out) = done {
+                        self.take_check(out);
+                    }
                 }
                 Some(input) = rx.recv() => {
                     let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
@@ -342,9 +350,14 @@ impl Watcher {
 
     /// Start the cross-node chain check unless one is still running.
     fn start_check(&mut self) {
-        if !self.checks.is_empty() {
+        // one at a time, at most one per interval
+        let due = self
+            .last_check
+            .is_none_or(|t| t.elapsed() >= self.config.probe.interval);
+        if !self.checks.is_empty() || !due {
             return;
         }
+        self.last_check = Some(std::time::Instant::now());
         let reachable: Vec<(NodeTarget, u64)> = self
             .fleet
             .nodes()

@@ -125,7 +125,8 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
 /// a validator that is down or frozen also misses its primary turns, and blocks are slow
 /// because of it; its `node_down` or `sync_failure` incident already says so.
 fn one_cause_one_incident(a: &mut Assessment) {
-    // Different blocks mean different states too: a block fork explains a state mismatch.
+    // Different blocks mean different states too: a block fork explains a state mismatch,
+    // and a node whose block changed under it answers its own chain inconsistently.
     let forked: std::collections::BTreeSet<String> = a
         .findings
         .iter()
@@ -135,7 +136,9 @@ fn one_cause_one_incident(a: &mut Assessment) {
     if !forked.is_empty() {
         let mut explained = Vec::new();
         a.findings.retain(|f| {
-            let by_fork = (f.key == STATE_SPLIT_KEY || f.key.starts_with("data_corruption:state:"))
+            let by_fork = (f.key == STATE_SPLIT_KEY
+                || f.key.starts_with("data_corruption:state:")
+                || f.key.starts_with("data_corruption:chain:"))
                 && f.nodes.iter().any(|n| forked.contains(n));
             if by_fork {
                 explained.push(f.key.clone());
