@@ -29,6 +29,8 @@ pub struct CheckInput {
     pub known: HashMap<(String, String), FirstDifference>,
     /// Each node's newest header as (index, hash), from its own probes.
     pub headers_seen: HashMap<String, (u64, String)>,
+    /// The nodes whose state roots this check compares (a rotating sample in big fleets).
+    pub state_sample: Vec<String>,
 }
 
 /// Distinct heights the quick agreement check asks the reference node about, at most.
@@ -209,7 +211,11 @@ async fn state(
     at: Timestamp,
     compared: Option<u64>,
 ) -> (Vec<(String, u64, u64)>, Option<StateRootReport>) {
-    let heights = join_all(input.nodes.iter().map(|(t, _)| async move {
+    let sampled = input
+        .nodes
+        .iter()
+        .filter(|(t, _)| input.state_sample.contains(&t.name));
+    let heights = join_all(sampled.map(|(t, _)| async move {
         let v = prober.call(t, "getstateheight", json!([])).await.ok()?;
         let h = parse::parse_state_height(&v).ok()?;
         Some((t.name.clone(), h.local_root_index?, h.validated_root_index?))

@@ -28,6 +28,8 @@ mod chaincheck;
 
 /// Headers fetched per round at most when the history has gaps.
 const HEADER_BATCH: usize = 20;
+/// Nodes whose state roots one chain check compares, at most.
+const STATE_SAMPLE: usize = 64;
 
 /// The node list of a simulated network, as watch configuration (demo, drills, tests).
 pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config::NodeConfig> {
@@ -107,6 +109,7 @@ pub struct Watcher {
     /// The cross-node chain check in flight (at most one).
     checks: JoinSet<chaincheck::CheckOutput>,
     last_check: Option<std::time::Instant>,
+    state_offset: usize,
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
 }
 
@@ -165,6 +168,7 @@ impl Watcher {
             debouncer: Default::default(),
             checks: JoinSet::new(),
             last_check: None,
+            state_offset: 0,
             known_forks: Default::default(),
         })
     }
@@ -391,6 +395,7 @@ impl Watcher {
             header_source,
             nodes: reachable,
             known: self.known_forks.clone(),
+            state_sample: self.state_sample(),
             headers_seen: self
                 .fleet
                 .nodes()
@@ -404,6 +409,30 @@ impl Watcher {
         };
         self.checks
             .spawn(chaincheck::run(self.prober.clone(), input));
+    }
+
+    /// The nodes whose state roots the next check compares: all of a small fleet, else a
+    /// window of `STATE_SAMPLE` nodes that moves on every check, so each node is covered
+    /// in turn without asking thousands of nodes every second.
+    fn state_sample(&mut self) -> Vec<String> {
+        let names: Vec<String> = self
+            .fleet
+            .nodes()
+            .filter(|n| n.reachable())
+            .map(|n| n.name.clone())
+            .collect();
+        if names.len() <= STATE_SAMPLE {
+            return names;
+        }
+        let start = self.state_offset % names.len();
+        self.state_offset = start + STATE_SAMPLE;
+        names
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(STATE_SAMPLE)
+            .cloned()
+            .collect()
     }
 
     fn take_check(&mut self, out: chaincheck::CheckOutput) {

@@ -161,6 +161,12 @@ pub(super) fn state_roots(fleet: &Fleet, cfg: &DetectConfig, a: &mut Assessment)
     let roles = fleet.nodes().map(|n| (n.name.clone(), n.role)).collect();
 
     if let Some(r) = fleet.state_roots() {
+        // big fleets compare a rotating sample: nodes outside it cannot be judged now
+        for n in fleet.nodes() {
+            if !r.roots.iter().any(|(name, _)| name == &n.name) {
+                a.undecided.insert(state_key(&n.name));
+            }
+        }
         let parts = partitions(&r.roots, &roles);
         let total: usize = parts.iter().map(|p| p.nodes.len()).sum();
         if parts.len() > 1 {
