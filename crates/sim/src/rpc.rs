@@ -2,6 +2,8 @@
 //! shapes of a neo-rs 0.14 node: same field names, same key order, `0x`-prefixed lower-case
 //! hashes, errors as HTTP 200. Single requests and batches are supported.
 //!
+//! `GET /metrics` answers the node's Prometheus metrics in neo-rs's names (`neo_node_*`).
+//!
 //! The node's faults are applied here: `hang` (never answer), `slow` (delay), `garbage`
 //! (non-JSON body), `huge` (50 MiB body), `lie` (inflated `getblockcount`), `peers`
 //! (connection count); `freeze`/`fork` come through the node's view of the chain.
@@ -12,7 +14,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use rand::rngs::StdRng;
@@ -31,6 +33,8 @@ pub const HUGE_FILLER_BYTES: usize = 50 * 1024 * 1024;
 /// `getblockcount` of a lying node exceeds the truth by this much.
 pub const LIE_OFFSET: u64 = 1_000_000;
 const FILLER_CHUNK: usize = 1024 * 1024;
+/// `Content-Type` of `GET /metrics` (Prometheus text format 0.0.4).
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Clone)]
 struct NodeCtx {
@@ -45,7 +49,7 @@ pub(crate) fn router(shared: Arc<Shared>, idx: usize) -> Router {
         .with_state(NodeCtx { shared, idx })
 }
 
-async fn entry(State(ctx): State<NodeCtx>, method: Method, body: Bytes) -> Response {
+async fn entry(State(ctx): State<NodeCtx>, method: Method, uri: Uri, body: Bytes) -> Response {
     // hang: hold the request until the fault is cleared.
     loop {
         let changed = ctx.shared.changed.notified();
@@ -56,6 +60,12 @@ async fn entry(State(ctx): State<NodeCtx>, method: Method, body: Bytes) -> Respo
     }
     if let Some(ms) = ctx.node(|n| n.faults.slow_ms) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if method == Method::GET && uri.path() == "/metrics" {
+        if ctx.node(|n| n.faults.garbage) {
+            return garbage_response(&ctx);
+        }
+        return metrics_response(&ctx);
     }
     if method != Method::POST {
         return (
@@ -81,6 +91,41 @@ impl NodeCtx {
         let st = self.shared.state.lock().expect("state lock");
         f(&st.nodes[self.idx])
     }
+}
+
+/// `GET /metrics`: the node's Prometheus text exposition (format 0.0.4), with the names, help
+/// texts and types of a neo-rs 0.14 node (`neo_node_*`). Served on the JSON-RPC port (a real
+/// neo-rs serves it on its own metrics port), after the node's `hang` and `slow` faults, so a
+/// scraper sees what a prober sees: refused after a crash, no answer while hung, late while
+/// slow, the frozen or crashed height, the `peers` count. `garbage` answers its garbage page;
+/// `lie` and `huge` concern JSON-RPC only.
+fn metrics_response(ctx: &NodeCtx) -> Response {
+    let (height, peers) = {
+        let st = ctx.shared.state.lock().expect("state lock");
+        let node = &st.nodes[ctx.idx];
+        (node.height(&st.chain), peer_count(ctx, node))
+    };
+    let version = USER_AGENT
+        .trim_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap_or_default();
+    let body = format!(
+        "# HELP neo_node_connected_peers Connected peers folded from network events\n\
+         # TYPE neo_node_connected_peers gauge\n\
+         neo_node_connected_peers {peers}\n\
+         # HELP neo_node_info Static neo-node build and network labels\n\
+         # TYPE neo_node_info gauge\n\
+         neo_node_info{{network=\"0x{network:08X}\",version=\"{version}\"}} 1\n\
+         # HELP neo_node_ledger_height Current persisted ledger height from the Ledger native contract\n\
+         # TYPE neo_node_ledger_height gauge\n\
+         neo_node_ledger_height {height}\n\
+         # HELP neo_node_up Whether the node process is running\n\
+         # TYPE neo_node_up gauge\n\
+         neo_node_up 1\n",
+        network = ctx.shared.cfg.network,
+    );
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
 
 fn garbage_response(ctx: &NodeCtx) -> Response {

@@ -917,3 +917,97 @@ async fn api_errors_and_shutdown_frees_ports() {
     })
     .await;
 }
+
+/// `GET /metrics` of one node, as (status, content type, body, time taken).
+async fn metrics(net: &Net, node: &str) -> (u16, String, String, Duration) {
+    let started = Instant::now();
+    let resp = net
+        .c
+        .get(format!("{}metrics", net.url(node)))
+        .send()
+        .await
+        .expect("metrics answer");
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.text().await.expect("body");
+    (status, ctype, body, started.elapsed())
+}
+
+/// The value of the sample line `name value` (no labels) in an exposition body.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_follows_faults() {
+    let net = Net::start(100).await;
+    net.wait_height(2).await;
+
+    // neo-rs names, HELP and TYPE lines, the Prometheus text content type.
+    let (status, ctype, body, _) = metrics(&net, "rpc-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8");
+    for family in [
+        "neo_node_ledger_height",
+        "neo_node_connected_peers",
+        "neo_node_up",
+    ] {
+        assert!(body.contains(&format!("# HELP {family} ")), "{body}");
+        assert!(body.contains(&format!("# TYPE {family} gauge\n")), "{body}");
+    }
+    assert_eq!(sample(&body, "neo_node_up"), Some(1.0));
+    assert_eq!(sample(&body, "neo_node_connected_peers"), Some(6.0));
+    let h = sample(&body, "neo_node_ledger_height").expect("height") as u64;
+    assert!(h >= 2 && h <= net.height(), "{h} vs {}", net.height());
+    assert!(body.contains("neo_node_info{network=\"0x004F454E\",version=\"0.1.0\"} 1\n"));
+    // POST on /metrics is still JSON-RPC.
+    let url = format!("{}metrics", net.url("rpc-1"));
+    assert!(net.block_count(&url).await >= 3);
+
+    // freeze: the height stops; peers: the count follows.
+    net.fault("rpc-1", Fault::Freeze).await;
+    net.fault("rpc-1", Fault::Peers { count: 0 }).await;
+    let frozen = net.node_height("rpc-1").expect("height");
+    net.wait_height(frozen + 3).await;
+    let (_, _, body, _) = metrics(&net, "rpc-1").await;
+    assert_eq!(sample(&body, "neo_node_ledger_height"), Some(frozen as f64));
+    assert_eq!(sample(&body, "neo_node_connected_peers"), Some(0.0));
+    net.recover("rpc-1").await;
+
+    // slow: delayed; hang: no answer; crash: refused; recover: served again.
+    net.fault("rpc-2", Fault::Slow { ms: 300 }).await;
+    let (status, _, _, took) = metrics(&net, "rpc-2").await;
+    assert_eq!(status, 200);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    net.recover("rpc-2").await;
+    net.fault("rpc-2", Fault::Hang).await;
+    let err = net
+        .c
+        .get(format!("{}metrics", net.url("rpc-2")))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .expect_err("a hung node does not answer");
+    assert!(err.is_timeout(), "{err}");
+    net.recover("rpc-2").await;
+    net.fault("rpc-2", Fault::Crash).await;
+    let err = net
+        .c
+        .get(format!("{}metrics", net.url("rpc-2")))
+        .send()
+        .await
+        .expect_err("a crashed node refuses");
+    assert!(err.is_connect(), "{err}");
+    net.recover("rpc-2").await;
+    let (status, _, body, _) = metrics(&net, "rpc-2").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&body, "neo_node_up"), Some(1.0));
+    net.shutdown().await;
+}
