@@ -332,6 +332,15 @@ impl Fleet {
             .map(|(_, t)| *t)
     }
 
+    /// Number of nodes watched.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     pub fn node(&self, name: &str) -> Option<&NodeState> {
         self.nodes.get(name)
     }

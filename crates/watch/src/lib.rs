@@ -30,6 +30,10 @@ mod chaincheck;
 const HEADER_BATCH: usize = 20;
 /// Nodes whose state roots one chain check compares, at most.
 const STATE_SAMPLE: usize = 64;
+/// The least time between two decisions asked for by failed probes.
+const URGENT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+/// Fleets above this size store node views every 5 s instead of every round.
+const BIG_FLEET: usize = 500;
 
 /// The node list of a simulated network, as watch configuration (demo, drills, tests).
 pub fn simulated_nodes(net: &neo_ir_sim::SimNetwork) -> Vec<neo_ir_core::config::NodeConfig> {
@@ -110,13 +114,18 @@ pub struct Watcher {
     checks: JoinSet<chaincheck::CheckOutput>,
     last_check: Option<std::time::Instant>,
     state_offset: usize,
+    /// When the chain would count as stalled (recomputed after every decision).
+    stall_wakeup: Option<tokio::time::Instant>,
+    last_view_save: Option<std::time::Instant>,
+    /// Targets by node name.
+    target_index: std::collections::HashMap<String, usize>,
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
 }
 
 impl Watcher {
     /// Build a watcher. Reads each node's password from its `auth_password_env` variable.
     pub fn new(config: Config, store: Store) -> Result<Self, WatchError> {
-        let mut targets = Vec::with_capacity(config.nodes.len());
+        let mut targets: Vec<NodeTarget> = Vec::with_capacity(config.nodes.len());
         let mut telemetry = Vec::new();
         for n in &config.nodes {
             let secret = |var: &Option<String>, key: &'static str| match var {
@@ -153,6 +162,11 @@ impl Watcher {
                 validator_index: n.validator_index,
             })
             .collect();
+        let targets_index: std::collections::HashMap<String, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
         let (notices, _) = broadcast::channel(256);
         let (rounds, _) = watch::channel(0);
         Ok(Self {
@@ -169,6 +183,9 @@ impl Watcher {
             checks: JoinSet::new(),
             last_check: None,
             state_offset: 0,
+            stall_wakeup: None,
+            last_view_save: None,
+            target_index: targets_index.clone(),
             known_forks: Default::default(),
         })
     }
@@ -225,12 +242,17 @@ impl Watcher {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut observed = Vec::new();
+        // A failed probe asks for a decision "now", but at most one per URGENT_GAP: a
+        // crash is still an incident within milliseconds, and many failing nodes of a big
+        // fleet do not make one decision each.
+        let mut urgent: Option<tokio::time::Instant> = None;
+        let mut last_decision = tokio::time::Instant::now();
         loop {
             // Decide every interval, and at once when a probe fails: a crash seen through a
             // closed connection becomes an incident in milliseconds, not at the next tick.
             // When the chain would count as stalled before the next tick, wake up at that
             // moment, probe every node afresh and decide on what they say.
-            let deadline = self.stall_wakeup();
+            let deadline = self.stall_wakeup;
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
@@ -244,14 +266,18 @@ impl Watcher {
                         self.take_check(out);
                     }
                 }
+                _ = tokio::time::sleep_until(urgent.unwrap_or_else(far_future)), if urgent.is_some() => {}
                 Some(input) = rx.recv() => {
                     let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
                     observed.push(input);
-                    if !failed {
-                        continue;
+                    if failed && urgent.is_none() {
+                        urgent = Some(tokio::time::Instant::now().max(last_decision + URGENT_GAP));
                     }
+                    continue;
                 }
             }
+            urgent = None;
+            last_decision = tokio::time::Instant::now();
             while let Ok(o) = rx.try_recv() {
                 observed.push(o);
             }
@@ -314,7 +340,17 @@ impl Watcher {
             let incident = self.store.apply(&change).await?;
             self.announce(&change, incident);
         }
-        self.store.save_nodes(&self.fleet.view(), now).await?;
+        self.stall_wakeup = self.stall_wakeup();
+        // Node views: every round for ordinary fleets; big fleets at most every 5 s (writing
+        // thousands of rows every second would cost more than watching them).
+        let save_due = self.fleet.len() <= BIG_FLEET
+            || self
+                .last_view_save
+                .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5));
+        if save_due {
+            self.store.save_nodes(&self.fleet.view(), now).await?;
+            self.last_view_save = Some(std::time::Instant::now());
+        }
         self.rounds.send_modify(|r| *r += 1);
         Ok(())
     }
@@ -367,7 +403,7 @@ impl Watcher {
             .nodes()
             .filter(|n| n.reachable())
             .filter_map(|n| {
-                let t = self.targets.iter().find(|t| t.name == n.name)?;
+                let t = &self.targets[*self.target_index.get(&n.name)?];
                 Some((t.clone(), n.height?))
             })
             .collect();
