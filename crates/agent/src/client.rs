@@ -113,25 +113,7 @@ fn transport(e: reqwest::Error, timeout: Duration) -> AgentError {
 }
 
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = Some(err);
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        source = e.source();
-    }
-    let mut out = parts.join(": ");
-    if out.len() > 300 {
-        let mut cut = 300;
-        while !out.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        out.truncate(cut);
-        out.push('…');
-    }
-    out
+    neo_ir_core::text::clip(&neo_ir_core::text::error_chain(err), 300)
 }
 
 #[cfg(test)]

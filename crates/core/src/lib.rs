@@ -14,6 +14,7 @@ pub mod fork;
 pub mod incident;
 pub mod observation;
 pub mod telemetry;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use observation::{

@@ -154,16 +154,7 @@ impl From<ParseError> for ProbeError {
 
 /// The error and its sources, joined with ": ", clipped.
 fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source = Some(err);
-    while let Some(e) = source {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        source = e.source();
-    }
-    clip(&parts.join(": "))
+    clip(&neo_ir_core::text::error_chain(err))
 }
 
 #[cfg(test)]

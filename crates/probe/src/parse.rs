@@ -427,15 +427,7 @@ fn type_name(v: &Value) -> &'static str {
 /// Node-provided text, shortened and stripped of control characters before it goes into a
 /// message or a log line.
 pub(crate) fn clip(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(MAX_DETAIL)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if s.chars().count() > MAX_DETAIL {
-        out.push('…');
-    }
-    out
+    neo_ir_core::text::clip(s, MAX_DETAIL)
 }
 
 #[cfg(test)]
