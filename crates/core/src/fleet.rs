@@ -58,6 +58,8 @@ pub struct NodeState {
     /// Two consecutive headers of this node that do not link (`previousblockhash` of block
     /// h+1 is not the hash this node gave for block h): (h, hash given, previous claimed).
     pub broken_link: Option<(u64, String, String)>,
+    /// When a cross-node comparison last found this node off the canonical chain.
+    pub off_canonical_at: Option<Timestamp>,
     /// `getstateheight`: (localrootindex, validatedrootindex), when the StateService is on.
     pub state_height: Option<(u64, u64)>,
     /// The validated root index and the local index when it last moved.
@@ -86,6 +88,7 @@ impl NodeState {
             host: None,
             latencies: std::collections::VecDeque::new(),
             broken_link: None,
+            off_canonical_at: None,
             state_height: None,
             validated_moved: None,
             implausible: false,
@@ -365,6 +368,13 @@ impl Fleet {
     }
 
     pub fn set_fork_report(&mut self, report: ForkReport) {
+        for p in report.partitions.iter().skip(1) {
+            for name in &p.nodes {
+                if let Some(n) = self.nodes.get_mut(name) {
+                    n.off_canonical_at = Some(report.at);
+                }
+            }
+        }
         self.fork = Some(report);
     }
 

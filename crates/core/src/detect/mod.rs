@@ -108,7 +108,7 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
     for n in fleet.nodes() {
         node_down(n, any_reachable, &mut a);
         implausible_height(fleet, n, cfg, &mut a);
-        broken_chain(n, &mut a);
+        broken_chain(n, now, &mut a);
         sync_failure(fleet, n, cfg, msperblock, threshold_ms, now, &mut a);
         kpi::node_kpis(n, &cfg.kpi, &mut a);
     }
@@ -247,7 +247,11 @@ pub fn broken_chain_key(node: &str) -> String {
 }
 
 /// A node whose own consecutive headers do not link: its database answers inconsistently.
-fn broken_chain(n: &NodeState, a: &mut Assessment) {
+/// How long after a node was last seen on a fork its broken header links count as the
+/// fork's aftermath.
+const FORK_AFTERMATH_MS: u64 = 60_000;
+
+fn broken_chain(n: &NodeState, now: Timestamp, a: &mut Assessment) {
     let key = broken_chain_key(&n.name);
     if !n.answering() {
         a.undecided.insert(key);
@@ -256,6 +260,14 @@ fn broken_chain(n: &NodeState, a: &mut Assessment) {
     let Some((index, hash, claimed)) = &n.broken_link else {
         return;
     };
+    // a node that was just on a fork changes its blocks when it leaves it: that is the
+    // fork's doing (its own incident), not a second corruption
+    if n.off_canonical_at
+        .is_some_and(|t| millis_between(t, now) < FORK_AFTERMATH_MS)
+    {
+        a.undecided.insert(key);
+        return;
+    }
     a.findings.push(Finding {
         key,
         kind: IncidentKind::DataCorruption,
@@ -1286,6 +1298,14 @@ mod tests {
         assert_eq!(keys(&a), ["data_corruption:chain:rpc-2"]);
         assert_eq!(a.findings[0].evidence["previousblockhash"], "0xbad");
         assert_eq!(a.findings[0].severity, Severity::P1);
+        // a node just seen on a fork changes its blocks when it rejoins: the fork's aftermath
+        let rep = report(&[("0xaa", &["rpc-1"]), ("0xbb", &["rpc-2"])], &w);
+        w.fleet.set_fork_report(rep);
+        let a = kpi_round(&mut w, vec![with_header("rpc-2", 12, "0xa12", "0xa11")]);
+        assert!(!keys(&a).contains(&"data_corruption:chain:rpc-2"), "{a:?}");
+        let a = kpi_round(&mut w, vec![with_header("rpc-2", 13, "0xc13", "0xzz")]);
+        assert!(!keys(&a).contains(&"data_corruption:chain:rpc-2"), "{a:?}");
+        assert!(a.undecided.contains("data_corruption:chain:rpc-2"));
     }
 
     fn header_linked(index: u64, hash: &str, prev: &str) -> crate::observation::HeaderInfo {
