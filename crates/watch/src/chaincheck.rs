@@ -27,7 +27,7 @@ pub struct CheckInput {
     pub missing_headers: Vec<u64>,
     /// First differences already found, by (canonical node, other node).
     pub known: HashMap<(String, String), FirstDifference>,
-    /// Each node's newest header as (index, hash), from its own probes.
+    /// Each node's newest block as (height, hash), from its own latest probe.
     pub headers_seen: HashMap<String, (u64, String)>,
     /// The nodes whose state roots this check compares (a rotating sample in big fleets).
     pub state_sample: Vec<String>,
@@ -92,21 +92,25 @@ async fn compare(
     Option<ForkReport>,
     HashMap<(String, String), FirstDifference>,
 ) {
-    let Some(height) = input.nodes.iter().map(|(_, h)| *h).min() else {
+    let Some(lowest) = input.nodes.iter().map(|(_, h)| *h).min() else {
         return (None, HashMap::new());
     };
-    if let Some(report) = quick_agreement(prober, input, at).await {
-        return (Some(report), HashMap::new());
-    }
+    // Compare where a difference was seen (nodes below that height cannot be compared there
+    // yet and are left out), else at the lowest height of all.
+    let height = match quick_agreement(prober, input, at).await {
+        Ok(report) => return (Some(report), HashMap::new()),
+        Err(Some(differs_at)) => differs_at,
+        Err(None) => lowest,
+    };
+    let (askable, below): (Vec<_>, Vec<_>) = input.nodes.iter().partition(|(_, h)| *h >= height);
     let answers = join_all(
-        input
-            .nodes
+        askable
             .iter()
             .map(|(t, _)| async move { (t.name.clone(), hash_at(prober, t, height).await) }),
     )
     .await;
     let mut got = Vec::new();
-    let mut unanswered = Vec::new();
+    let mut unanswered: Vec<String> = below.iter().map(|(t, _)| t.name.clone()).collect();
     for (name, hash) in answers {
         match hash {
             Some(h) => got.push((name, h)),
@@ -239,10 +243,23 @@ async fn state(
     (heights, report)
 }
 
-/// The common case, cheaply: every node's own newest header (index and hash, from its
-/// probes) matches the reference node's hash at that index, asked in one batch. `None` when
-/// anything differs or is unknown; the full comparison then asks every node.
-async fn quick_agreement(prober: &Prober, input: &CheckInput, at: Timestamp) -> Option<ForkReport> {
+/// The common case, cheaply: every node's own newest block (height and hash, from its
+/// probes) matches the reference node's hash at that height, asked in one batch. Otherwise
+/// `Err(Some(h))`, the lowest height where a node differs, or `Err(None)` when it cannot
+/// tell; the full comparison then asks every node.
+async fn quick_agreement(
+    prober: &Prober,
+    input: &CheckInput,
+    at: Timestamp,
+) -> Result<ForkReport, Option<u64>> {
+    quick(prober, input, at).await.ok_or(None)?
+}
+
+async fn quick(
+    prober: &Prober,
+    input: &CheckInput,
+    at: Timestamp,
+) -> Option<Result<ForkReport, Option<u64>>> {
     let source = input.header_source.as_ref()?;
     let mut seen = Vec::with_capacity(input.nodes.len());
     for (t, _) in &input.nodes {
@@ -263,23 +280,25 @@ async fn quick_agreement(prober: &Prober, input: &CheckInput, at: Timestamp) -> 
     for (h, a) in heights.iter().zip(answers) {
         reference.insert(*h, parse::parse_hash(&a.ok()?).ok()?);
     }
-    if !seen
+    let differs = seen
         .iter()
-        .all(|(_, (i, hash))| reference.get(i) == Some(hash))
-    {
-        return None;
+        .filter(|(_, (i, hash))| reference.get(i) != Some(hash))
+        .map(|(_, (i, _))| *i)
+        .min();
+    if let Some(h) = differs {
+        return Some(Err(Some(h)));
     }
     let lowest = heights[0];
     let agreeing: Vec<(String, String)> = seen
         .into_iter()
         .map(|(n, _)| (n, reference[&lowest].clone()))
         .collect();
-    Some(ForkReport {
+    Some(Ok(ForkReport {
         at,
         height: lowest,
         partitions: partitions(&agreeing, &input.roles),
         first_difference: None,
         bisection_requests: 0,
         unanswered: Vec::new(),
-    })
+    }))
 }

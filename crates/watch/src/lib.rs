@@ -117,6 +117,9 @@ pub struct Watcher {
     /// When the chain would count as stalled (recomputed after every decision).
     stall_wakeup: Option<tokio::time::Instant>,
     last_view_save: Option<std::time::Instant>,
+    /// First hash seen per recent height, and whether a conflict asks for a check now.
+    recent_hashes: std::collections::BTreeMap<u64, String>,
+    force_check: bool,
     /// Targets by node name.
     target_index: std::collections::HashMap<String, usize>,
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
@@ -185,6 +188,8 @@ impl Watcher {
             state_offset: 0,
             stall_wakeup: None,
             last_view_save: None,
+            recent_hashes: Default::default(),
+            force_check: false,
             target_index: targets_index.clone(),
             known_forks: Default::default(),
         })
@@ -269,8 +274,13 @@ impl Watcher {
                 _ = tokio::time::sleep_until(urgent.unwrap_or_else(far_future)), if urgent.is_some() => {}
                 Some(input) = rx.recv() => {
                     let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
+                    // two nodes with different blocks at one height: compare chains now
+                    let conflict = matches!(&input, Input::Rpc(o) if o.status().is_some_and(|st| self.hash_conflict(st.height(), &st.best_hash)));
+                    if conflict {
+                        self.force_check = true;
+                    }
                     observed.push(input);
-                    if failed && urgent.is_none() {
+                    if (failed || conflict) && urgent.is_none() {
                         urgent = Some(tokio::time::Instant::now().max(last_decision + URGENT_GAP));
                     }
                     continue;
@@ -355,6 +365,23 @@ impl Watcher {
         Ok(())
     }
 
+    /// Remember the first hash seen at each recent height; true when `hash` differs from it
+    /// (a fork or a corrupt node, to be confirmed by the chain check). A block landing
+    /// between `getblockcount` and `getbestblockhash` of one batch can also differ: the
+    /// check then finds agreement, at the cost of one comparison.
+    fn hash_conflict(&mut self, height: u64, hash: &str) -> bool {
+        match self.recent_hashes.get(&height) {
+            Some(seen) => seen != hash,
+            None => {
+                self.recent_hashes.insert(height, hash.to_string());
+                while self.recent_hashes.len() > 64 {
+                    self.recent_hashes.pop_first();
+                }
+                false
+            }
+        }
+    }
+
     /// The stall deadline as a tokio instant, when it is still ahead.
     fn stall_wakeup(&self) -> Option<tokio::time::Instant> {
         let at = stall_deadline(&self.fleet, &self.config.detect)?;
@@ -394,9 +421,10 @@ impl Watcher {
         let due = self
             .last_check
             .is_none_or(|t| t.elapsed() >= self.config.probe.interval);
-        if !self.checks.is_empty() || !due {
+        if !self.checks.is_empty() || !(due || self.force_check) {
             return;
         }
+        self.force_check = false;
         self.last_check = Some(std::time::Instant::now());
         let reachable: Vec<(NodeTarget, u64)> = self
             .fleet
@@ -436,10 +464,8 @@ impl Watcher {
                 .fleet
                 .nodes()
                 .filter_map(|n| {
-                    Some((
-                        n.name.clone(),
-                        (n.header.as_ref()?.index, n.header.as_ref()?.hash.clone()),
-                    ))
+                    let s = n.last.as_ref()?.status()?;
+                    Some((n.name.clone(), (s.height(), s.best_hash.clone())))
                 })
                 .collect(),
         };
