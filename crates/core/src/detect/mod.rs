@@ -11,6 +11,7 @@
 //! - `data_corruption` (first form): a node claims a height far above anything the rest of the
 //!   fleet corroborates.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 mod consensus;
@@ -127,65 +128,52 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
 fn one_cause_one_incident(a: &mut Assessment) {
     // Different blocks mean different states too: a block fork explains a state mismatch,
     // and a node whose block changed under it answers its own chain inconsistently.
-    let forked: std::collections::BTreeSet<String> = a
-        .findings
-        .iter()
-        .filter(|f| f.key == SPLIT_BRAIN_KEY || f.key.starts_with("data_corruption:divergent:"))
-        .flat_map(|f| f.nodes.iter().cloned())
-        .collect();
-    if !forked.is_empty() {
-        let mut explained = Vec::new();
-        a.findings.retain(|f| {
-            let by_fork = (f.key == STATE_SPLIT_KEY
-                || f.key.starts_with("data_corruption:state:")
-                || f.key.starts_with("data_corruption:chain:"))
-                && f.nodes.iter().any(|n| forked.contains(n));
-            if by_fork {
-                explained.push(f.key.clone());
-            }
-            !by_fork
-        });
-        a.undecided.extend(explained);
-    }
-    let down: std::collections::BTreeSet<String> = a
-        .findings
-        .iter()
-        .filter(|f| matches!(f.kind, IncidentKind::NodeDown | IncidentKind::SyncFailure))
-        .flat_map(|f| f.nodes.iter().cloned())
-        .collect();
+    let forked = nodes_of(a, |f| {
+        f.key == SPLIT_BRAIN_KEY || f.key.starts_with("data_corruption:divergent:")
+    });
+    explained_by(a, |f| {
+        (f.key == STATE_SPLIT_KEY
+            || f.key.starts_with("data_corruption:state:")
+            || f.key.starts_with("data_corruption:chain:"))
+            && f.nodes.iter().any(|n| forked.contains(n))
+    });
+    let down = nodes_of(a, |f| {
+        matches!(f.kind, IncidentKind::NodeDown | IncidentKind::SyncFailure)
+    });
     // a node under attack is not down or merely slow: the attack is the cause
-    let attacked: std::collections::BTreeSet<String> = a
-        .findings
-        .iter()
-        .filter(|f| f.kind == IncidentKind::NetworkAttack)
-        .flat_map(|f| f.nodes.iter().cloned())
-        .collect();
-    let mut taken = Vec::new();
-    a.findings.retain(|f| {
-        let by_attack = matches!(f.kind, IncidentKind::NodeDown)
-            && f.nodes.iter().all(|n| attacked.contains(n));
-        if by_attack {
-            taken.push(f.key.clone());
-        }
-        !by_attack
+    let attacked = nodes_of(a, |f| f.kind == IncidentKind::NetworkAttack);
+    explained_by(a, |f| {
+        f.kind == IncidentKind::NodeDown && f.nodes.iter().all(|n| attacked.contains(n))
     });
-    a.undecided.extend(taken);
-    let down: std::collections::BTreeSet<String> =
-        down.into_iter().filter(|n| !attacked.contains(n)).collect();
-    if down.is_empty() {
-        return;
-    }
-    let mut folded = Vec::new();
-    a.findings.retain(|f| {
-        let consequence = f.key.starts_with("consensus_failure:")
+    let down: BTreeSet<String> = down.into_iter().filter(|n| !attacked.contains(n)).collect();
+    explained_by(a, |f| {
+        f.key.starts_with("consensus_failure:")
             && !f.nodes.is_empty()
-            && f.nodes.iter().all(|n| down.contains(n));
-        if consequence {
-            folded.push(f.key.clone());
-        }
-        !consequence
+            && f.nodes.iter().all(|n| down.contains(n))
     });
-    a.undecided.extend(folded);
+}
+
+/// The nodes of the findings `pick` selects.
+fn nodes_of(a: &Assessment, pick: impl Fn(&Finding) -> bool) -> BTreeSet<String> {
+    a.findings
+        .iter()
+        .filter(|f| pick(f))
+        .flat_map(|f| f.nodes.iter().cloned())
+        .collect()
+}
+
+/// Findings another finding of the same round explains: not incidents of their own, and
+/// undecided so that an incident already open for them is left as it is.
+fn explained_by(a: &mut Assessment, by: impl Fn(&Finding) -> bool) {
+    let mut moved = Vec::new();
+    a.findings.retain(|f| {
+        let explained = by(f);
+        if explained {
+            moved.push(f.key.clone());
+        }
+        !explained
+    });
+    a.undecided.extend(moved);
 }
 
 fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
