@@ -44,6 +44,11 @@ enum Cmd {
     ServeEndpoints(endpoints::Args),
 }
 
+/// mimalloc instead of glibc malloc: with thousands of nodes, glibc's arena locks and
+/// consolidation cost a quarter of the watcher's CPU (bench/README.md, scale).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

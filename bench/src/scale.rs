@@ -43,6 +43,9 @@ pub struct Args {
     /// The watcher's `probe.max_concurrency` (requests in flight across all nodes).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Skip the baseline (a bare HTTP client sending the same requests, no neo-ir).
+    #[arg(long)]
+    no_baseline: bool,
 }
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit. Returns (soft, hard) afterwards.
@@ -256,6 +259,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stopped = tokio::time::timeout(Duration::from_secs(10), watching).await;
     counting.abort();
     store.close().await;
+
+    let baseline = if args.no_baseline {
+        None
+    } else {
+        println!(
+            "baseline: a bare HTTP client, same requests, {} s warm-up + {} s ...",
+            args.warmup.min(5),
+            args.seconds
+        );
+        let urls: Vec<String> = (0..n)
+            .map(|i| format!("http://127.0.0.1:{}/n/{i}", ports[i / per]))
+            .collect();
+        Some(
+            bare_client(
+                urls,
+                args.concurrency,
+                Duration::from_secs(args.warmup.min(5)),
+                Duration::from_secs(args.seconds),
+                &child_pid,
+                &stats,
+            )
+            .await?,
+        )
+    };
     drop(child);
 
     let cpu = (c1 - c0) as f64 / tck / wall * 100.0;
@@ -277,6 +304,19 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         format!("< {TARGET_CPU_PERCENT:.0} %"),
         yes(cpu < TARGET_CPU_PERCENT),
     ]);
+    if let Some(b) = &baseline {
+        t.row(vec![
+            "  baseline: bare HTTP client, same requests".into(),
+            format!(
+                "{:.1} % ({:.0} req/s); watcher = {:.2} x baseline",
+                b.cpu,
+                b.per_s,
+                cpu / b.cpu
+            ),
+            String::new(),
+            String::new(),
+        ]);
+    }
     t.row(vec![
         "watcher peak RSS (VmHWM)".into(),
         format!("{hwm:.1} MB"),
@@ -334,4 +374,116 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("  note: the watcher did not stop within 10 s");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// CPU of the measured window of [`bare_client`].
+struct Baseline {
+    /// % of one core.
+    cpu: f64,
+    /// Requests answered per second.
+    per_s: f64,
+}
+
+/// The floor under the watcher: the same HTTP client library (reqwest, as the prober builds
+/// it) sends the probe's batch to every endpoint once a second, with the same concurrency
+/// bound, and reads the body without parsing it. No sentinel connections, no decisions, no
+/// store. The watcher's CPU divided by this is what neo-ir's own work costs on top of HTTP.
+async fn bare_client<F, Fut>(
+    urls: Vec<String>,
+    concurrency: usize,
+    warmup: Duration,
+    window: Duration,
+    child_pid: &str,
+    stats: &F,
+) -> anyhow::Result<Baseline>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(u64, u64)>>,
+{
+    use std::sync::Arc;
+    const BODY: &str = concat!(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]},"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"getbestblockhash","params":[]},"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"getconnectioncount","params":[]}]"#
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .pool_idle_timeout(Duration::from_secs(15))
+        .build()?;
+    let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    if std::env::var_os("BARE_HYPER").is_some() {
+        for url in urls.clone() {
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                use http_body_util::BodyExt;
+                let u: hyper::Uri = url.parse().unwrap();
+                let addr = format!("{}:{}", u.host().unwrap(), u.port_u16().unwrap());
+                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut send, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Full<hyper::body::Bytes>>(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+                let spawned = std::env::var_os("SPAWN_CONN").is_some();
+                let mut conn: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if spawned {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                    tokio::spawn(async move { let _ = conn.await; drop(tx); });
+                    Box::pin(async move { let _ = rx.await; })
+                } else {
+                    Box::pin(async move { let _ = conn.await; })
+                };
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = &mut conn => return,
+                    }
+                    let _permit = permits.acquire().await;
+                    let req = hyper::Request::post(u.path())
+                        .header("host", "127.0.0.1")
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(hyper::body::Bytes::from_static(BODY.as_bytes()))).unwrap();
+                    let work = async {
+                        let r = send.send_request(req).await.ok()?;
+                        r.into_body().collect().await.ok().map(|b| b.to_bytes())
+                    };
+                    tokio::select! {
+                        _ = work => {}
+                        _ = &mut conn => return,
+                    }
+                }
+            });
+        }
+    }
+    for url in urls.into_iter().filter(|_| std::env::var_os("BARE_HYPER").is_none()) {
+        let (client, permits) = (client.clone(), permits.clone());
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let _permit = permits.acquire().await;
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(BODY)
+                    .send()
+                    .await;
+                if let Ok(r) = sent {
+                    let _ = r.bytes().await;
+                }
+            }
+        });
+    }
+    tokio::time::sleep(warmup).await;
+    let me = std::process::id().to_string();
+    let tck = rustix::param::clock_ticks_per_second() as f64;
+    let (c0, _, s0, t0) = (cpu_ticks(&me)?, cpu_ticks(child_pid)?, stats().await?, Instant::now());
+    tokio::time::sleep(window).await;
+    let (c1, s1, wall) = (cpu_ticks(&me)?, stats().await?, t0.elapsed().as_secs_f64());
+    tasks.shutdown().await;
+    Ok(Baseline {
+        cpu: (c1 - c0) as f64 / tck / wall * 100.0,
+        per_s: (s1.0 - s0.0) as f64 / wall,
+    })
 }

@@ -16,9 +16,10 @@ use serde_json::{json, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::ProbeError;
+use crate::link::Links;
 use crate::parse::{
-    parse_block_count, parse_connection_count, parse_hash, parse_header, parse_response,
-    parse_version, RpcError,
+    parse_answers, parse_block_count, parse_connection_count, parse_hash, parse_header,
+    parse_response, parse_version, RpcError,
 };
 
 /// Limits of the client.
@@ -164,6 +165,8 @@ struct Inner {
     client: reqwest::Client,
     permits: Semaphore,
     versions: Mutex<HashMap<String, CachedVersion>>,
+    /// Each `http` node's own connection for the probe batch ([`crate::link`]).
+    links: Links,
 }
 
 /// The JSON-RPC client of the whole fleet. Cheap to clone (shared state behind an `Arc`).
@@ -221,6 +224,7 @@ impl Prober {
                 cfg,
                 client,
                 versions: Mutex::new(HashMap::new()),
+                links: Links::default(),
             }),
         })
     }
@@ -292,6 +296,15 @@ impl Prober {
         self.exchange(target, calls, true).await
     }
 
+    /// Resolves when the node closes the idle connection neo-ir keeps to it (opened here
+    /// when there is none, at most once a second): a process that dies closes its sockets,
+    /// so this tells of a crash within milliseconds, long before the next probe would.
+    /// Pending while there is nothing to watch (the node refuses connections). Our own
+    /// drops of a connection (after an error or a timeout) do not count.
+    pub async fn connection_closed(&self, target: &NodeTarget) {
+        self.inner.links.closed(target).await
+    }
+
     /// The cached `getversion` answer of a node, if any.
     pub fn cached_version(&self, node: &str) -> Option<NodeVersion> {
         self.versions().get(node).map(|c| c.version.clone())
@@ -340,18 +353,11 @@ impl Prober {
         header_at: Option<u64>,
     ) -> Result<ChainStatus, ProbeError> {
         let cached = self.fresh_version(target);
-        let mut calls: Vec<(&str, Value)> = vec![
-            (METHOD_BLOCK_COUNT, json!([])),
-            (METHOD_BEST_HASH, json!([])),
-            (METHOD_CONNECTIONS, json!([])),
-        ];
-        if cached.is_none() {
-            calls.push((METHOD_VERSION, json!([])));
-        }
-        if let Some(h) = header_at {
-            calls.push((METHOD_HEADER, json!([h, true])));
-        }
-        let mut results = self.exchange(target, &calls, true).await?.into_iter();
+        let body = probe_body(cached.is_none(), header_at);
+        let answer = self.post(target, body).await?;
+        let answers = parse_answers(&answer)?;
+        let asked = 3 + usize::from(cached.is_none()) + usize::from(header_at.is_some());
+        let mut results = answers.results_for(&[1, 2, 3, 4, 5][..asked])?.into_iter();
         let mut next = || {
             results
                 .next()
@@ -359,17 +365,17 @@ impl Prober {
         };
 
         let block_count = match next()? {
-            Ok(v) => parse_block_count(&v)
+            Ok(v) => parse_block_count(v)
                 .map_err(|e| ProbeError::Malformed(format!("{METHOD_BLOCK_COUNT}: {e}")))?,
             Err(e) => return Err(ProbeError::from_rpc(METHOD_BLOCK_COUNT, e)),
         };
         let best_hash = match next()? {
-            Ok(v) => parse_hash(&v)
+            Ok(v) => parse_hash(v)
                 .map_err(|e| ProbeError::Malformed(format!("{METHOD_BEST_HASH}: {e}")))?,
             Err(e) => return Err(ProbeError::from_rpc(METHOD_BEST_HASH, e)),
         };
         let connections = match next()? {
-            Ok(v) => parse_connection_count(&v)
+            Ok(v) => parse_connection_count(v)
                 .inspect_err(|e| debug_optional(target, METHOD_CONNECTIONS, e))
                 .ok(),
             Err(e) => {
@@ -379,8 +385,12 @@ impl Prober {
         };
         let version = match cached {
             Some(v) => Some(v),
-            None => match next()? {
-                Ok(v) => match parse_version(&v) {
+            None => match next()?.map(|raw| serde_json::from_str::<Value>(raw.get())) {
+                Ok(Err(e)) => {
+                    debug_optional(target, METHOD_VERSION, &e);
+                    None
+                }
+                Ok(Ok(v)) => match parse_version(&v) {
                     Ok(ver) => {
                         self.remember_version(target, ver.clone());
                         Some(ver)
@@ -399,7 +409,7 @@ impl Prober {
         let header = match header_at {
             None => None,
             Some(h) => match next()? {
-                Ok(v) => match parse_header(&v) {
+                Ok(v) => match parse_header(v) {
                     Ok(hdr) if hdr.index == h => Some(hdr),
                     Ok(hdr) => {
                         tracing::warn!(node = %target.name, asked = h, got = hdr.index,
@@ -457,16 +467,34 @@ impl Prober {
         Ok(parse_response(&answer)?.results_for(&ids)?)
     }
 
-    /// POST `body`, under the hard timeout, and read the answer up to the body limit.
+    /// POST `body`, under the hard timeout, and read the answer up to the body limit:
+    /// over the node's own link for `http` URLs, else through the shared client.
     async fn post(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
-        let res = self.within_timeout(self.post_inner(target, body)).await;
+        let res = self
+            .within_timeout(async {
+                let limit = self.inner.cfg.max_body_bytes;
+                let body = hyper::body::Bytes::from(body);
+                match self.inner.links.post(target, body.clone(), limit).await {
+                    Some(answer) => {
+                        let answer = answer?;
+                        check_status(answer.status)?;
+                        Ok(answer.body)
+                    }
+                    None => self.post_inner(target, body).await,
+                }
+            })
+            .await;
         if res.is_err() {
             self.forget_version(&target.name);
         }
         res
     }
 
-    async fn post_inner(&self, target: &NodeTarget, body: Vec<u8>) -> Result<Vec<u8>, ProbeError> {
+    async fn post_inner(
+        &self,
+        target: &NodeTarget,
+        body: hyper::body::Bytes,
+    ) -> Result<Vec<u8>, ProbeError> {
         let url = http_url(&target.rpc_url, "RPC")?;
         let mut req = self
             .inner
@@ -561,6 +589,38 @@ impl Prober {
         }
         Ok(buf)
     }
+}
+
+/// The probe batch, ids 1, 2, ... in the order of [`Prober::probe`]'s calls. Written out
+/// directly: it goes to every node every round.
+fn probe_body(with_version: bool, header_at: Option<u64>) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(320);
+    s.push('[');
+    let mut methods = vec![METHOD_BLOCK_COUNT, METHOD_BEST_HASH, METHOD_CONNECTIONS];
+    if with_version {
+        methods.push(METHOD_VERSION);
+    }
+    for (id, method) in (1u64..).zip(&methods) {
+        let _ = write!(
+            s,
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":[]}},"#
+        );
+    }
+    match header_at {
+        Some(h) => {
+            let id = methods.len() + 1;
+            let _ = write!(
+                s,
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"{METHOD_HEADER}","params":[{h},true]}}]"#
+            );
+        }
+        None => {
+            s.pop();
+            s.push(']');
+        }
+    }
+    s.into_bytes()
 }
 
 /// `url` parsed, and checked to be http or https; messages show it redacted.

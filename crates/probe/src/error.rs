@@ -113,17 +113,11 @@ impl ProbeError {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = source {
             if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                use std::io::ErrorKind as K;
-                // the OS error says it all; the wrapping layers only repeat it
-                let os = io.to_string();
-                match io.kind() {
-                    K::ConnectionRefused => return ProbeError::Refused(os),
-                    K::ConnectionReset
-                    | K::ConnectionAborted
-                    | K::BrokenPipe
-                    | K::UnexpectedEof => return ProbeError::Reset(os),
-                    K::TimedOut => return ProbeError::Timeout(timeout),
-                    _ => {}
+                if io.kind() == std::io::ErrorKind::TimedOut {
+                    return ProbeError::Timeout(timeout);
+                }
+                if let Some(found) = closed_or_refused(io) {
+                    return found;
                 }
             }
             source = e.source();
@@ -146,9 +140,48 @@ impl ProbeError {
     }
 }
 
+impl ProbeError {
+    /// Classify an I/O error of a connection (connecting, reading, writing).
+    pub(crate) fn from_io(err: std::io::Error) -> Self {
+        closed_or_refused(&err).unwrap_or_else(|| ProbeError::Other(clip(&err.to_string())))
+    }
+
+    /// Classify an error of hyper's HTTP/1.1 connection.
+    pub(crate) fn from_hyper(err: hyper::Error) -> Self {
+        let detail = chain(&err);
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        while let Some(e) = source {
+            if let Some(found) = e.downcast_ref::<std::io::Error>().and_then(closed_or_refused) {
+                return found;
+            }
+            source = e.source();
+        }
+        if err.is_incomplete_message() || err.is_canceled() || err.is_closed() {
+            return ProbeError::Reset(detail);
+        }
+        if err.is_parse() || err.is_parse_status() {
+            return ProbeError::Malformed(format!("not an HTTP answer: {detail}"));
+        }
+        ProbeError::Other(detail)
+    }
+}
+
 impl From<ParseError> for ProbeError {
     fn from(e: ParseError) -> Self {
         ProbeError::Malformed(e.to_string())
+    }
+}
+
+/// `Refused` or `Reset` for the I/O errors that mean so. The OS error says it all; the
+/// layers wrapping it only repeat it.
+fn closed_or_refused(io: &std::io::Error) -> Option<ProbeError> {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => Some(ProbeError::Refused(io.to_string())),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+            Some(ProbeError::Reset(io.to_string()))
+        }
+        _ => None,
     }
 }
 

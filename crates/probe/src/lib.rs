@@ -7,6 +7,8 @@
 //!
 //! - [`parse`]: pure parsing of what neo-cli (C#), neo-go and neo-rs send.
 //! - [`client`]: the [`Prober`] (HTTP, limits, version cache, failure classification).
+//! - `link`: each `http` node's own keep-alive connection for the probe, which is also
+//!   the crash sentinel ([`Prober::connection_closed`]).
 //! - [`metrics`]: a tolerant Prometheus text parser, the values neo-ir reads, the scrape.
 //! - [`health`]: neo-rs `/healthz` and `/readyz`.
 //! - [`error`]: [`ProbeError`] and its mapping onto `FailureKind`.
@@ -14,6 +16,7 @@
 pub mod client;
 pub mod error;
 pub mod health;
+mod link;
 pub mod metrics;
 pub mod parse;
 
@@ -22,6 +25,6 @@ pub use error::ProbeError;
 pub use health::{health_url, healthz_ok, readyz_ok};
 pub use metrics::{metrics_from, node_metrics, parse_exposition, Exposition, Family, Sample};
 pub use parse::{
-    parse_response, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse, RpcResponses,
+    parse_answers, parse_response, Json, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse, RpcResponses,
     StateHeight, StateRoot, Witness,
 };

@@ -3,15 +3,54 @@
 //! `getblockheader` verbose, `getblockcount`, `getbestblockhash`, `getconnectioncount`,
 //! `getstateroot`, `getstateheight`, `getpeers`).
 //!
-//! No I/O here: every function takes bytes or a `serde_json::Value`, so each shape that
-//! neo-cli (C#), neo-go and neo-rs really send is checked by a unit test against the captures
-//! in `tests/fixtures/`.
+//! No I/O here: every function takes bytes or JSON, so each shape that neo-cli (C#), neo-go
+//! and neo-rs really send is checked by a unit test against the captures in
+//! `tests/fixtures/`.
+//!
+//! Two readings of one envelope: [`parse_answers`] leaves each result as raw JSON text
+//! borrowed from the body (the probe's path: thousands of nodes a second, so no tree of
+//! `Value`s is built and dropped per answer), and [`parse_response`] turns those into
+//! `Value`s (the rare calls and the tests). The per-probe parsers ([`parse_block_count`],
+//! [`parse_hash`], [`parse_connection_count`], [`parse_header`]) read either, through
+//! [`Json`].
 
+use std::borrow::Cow;
 use std::fmt;
 
 use neo_ir_core::{HeaderInfo, NodeVersion};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// JSON a parser can read: a parsed `Value`, or the raw text of one answer's result.
+pub trait Json {
+    /// The JSON text.
+    fn text(&self) -> Cow<'_, str>;
+}
+
+impl Json for Value {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Owned(self.to_string())
+    }
+}
+
+impl Json for RawValue {
+    fn text(&self) -> Cow<'_, str> {
+        Cow::Borrowed(self.get())
+    }
+}
+
+/// What kind of JSON value `text` (valid JSON) is, from its first character.
+fn kind_of(text: &str) -> &'static str {
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        _ => "number",
+    }
+}
 
 /// Longest piece of node-provided text kept in an error message.
 const MAX_DETAIL: usize = 240;
@@ -70,15 +109,19 @@ pub enum RpcId {
 }
 
 impl RpcId {
-    fn from_value(v: Option<&Value>) -> Result<Self, ParseError> {
-        match v {
-            None | Some(Value::Null) => Ok(RpcId::Null),
-            Some(Value::String(s)) => Ok(RpcId::String(s.clone())),
-            Some(Value::Number(n)) => n
-                .as_i64()
+    fn from_raw(v: Option<&RawValue>) -> Result<Self, ParseError> {
+        let Some(text) = v.map(RawValue::get) else {
+            return Ok(RpcId::Null);
+        };
+        match kind_of(text) {
+            "null" => Ok(RpcId::Null),
+            "string" => serde_json::from_str(text)
+                .map(RpcId::String)
+                .map_err(|e| shape(format!("id: {e}"))),
+            "number" => serde_json::from_str(text)
                 .map(RpcId::Number)
-                .ok_or_else(|| shape(format!("id {n} is not an integer"))),
-            Some(other) => Err(shape(format!("id of type {}", type_name(other)))),
+                .map_err(|_| shape(format!("id {} is not an integer", clip(text)))),
+            other => Err(shape(format!("id of type {other}"))),
         }
     }
 
@@ -92,24 +135,25 @@ impl RpcId {
     }
 }
 
-/// One answer of a (possibly batched) response.
+/// One answer of a (possibly batched) response; the result is a `Value`, or the raw JSON
+/// text borrowed from the body ([`parse_answers`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcResponse {
+pub struct RpcResponse<R = Value> {
     pub id: RpcId,
-    pub outcome: Result<Value, RpcError>,
+    pub outcome: Result<R, RpcError>,
 }
 
 /// Every answer of one response body, in the order the server sent them.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RpcResponses {
-    pub responses: Vec<RpcResponse>,
+pub struct RpcResponses<R = Value> {
+    pub responses: Vec<RpcResponse<R>>,
     /// The body was a JSON array.
     pub batch: bool,
 }
 
-impl RpcResponses {
+impl<R: Clone> RpcResponses<R> {
     /// The answer for request id `id`, if exactly one has it.
-    pub fn find(&self, id: u64) -> Result<Option<&RpcResponse>, ParseError> {
+    pub fn find(&self, id: u64) -> Result<Option<&RpcResponse<R>>, ParseError> {
         let mut found = None;
         for r in self.responses.iter().filter(|r| r.id.matches(id)) {
             if found.is_some() {
@@ -132,7 +176,7 @@ impl RpcResponses {
     /// The outcome of each request id, in the order of `ids`. A request id without an answer
     /// takes the request-wide (`null` id) error when there is one; otherwise the response is
     /// malformed.
-    pub fn results_for(&self, ids: &[u64]) -> Result<Vec<Result<Value, RpcError>>, ParseError> {
+    pub fn results_for(&self, ids: &[u64]) -> Result<Vec<Result<R, RpcError>>, ParseError> {
         ids.iter()
             .map(|&id| match self.find(id)? {
                 Some(r) => Ok(r.outcome.clone()),
@@ -147,36 +191,85 @@ impl RpcResponses {
 
 /// Parse a JSON-RPC response body: one answer object, or a batch (array) of them.
 pub fn parse_response(body: &[u8]) -> Result<RpcResponses, ParseError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        let start = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
-        ParseError::NotJson(format!("{e} (body starts {:?})", clip(&start)))
-    })?;
-    match v {
-        Value::Array(items) => {
-            if items.is_empty() {
-                return Err(shape("empty batch"));
-            }
-            let responses = items.iter().map(parse_one).collect::<Result<Vec<_>, _>>()?;
-            Ok(RpcResponses {
-                responses,
-                batch: true,
-            })
+    let raw = parse_answers(body)?;
+    let responses = raw
+        .responses
+        .into_iter()
+        .map(|r| {
+            let outcome = match r.outcome {
+                Ok(v) => Ok(serde_json::from_str(v.get()).map_err(|e| not_json(e, body))?),
+                Err(e) => Err(e),
+            };
+            Ok(RpcResponse { id: r.id, outcome })
+        })
+        .collect::<Result<Vec<_>, ParseError>>()?;
+    Ok(RpcResponses {
+        responses,
+        batch: raw.batch,
+    })
+}
+
+/// Parse the envelope of a response body (one answer object or a batch of them), leaving
+/// each result as raw JSON text borrowed from `body`.
+pub fn parse_answers(body: &[u8]) -> Result<RpcResponses<&RawValue>, ParseError> {
+    let top: &RawValue = serde_json::from_slice(body).map_err(|e| not_json(e, body))?;
+    if kind_of(top.get()) == "array" {
+        let items: Vec<&RawValue> =
+            serde_json::from_str(top.get()).map_err(|e| not_json(e, body))?;
+        if items.is_empty() {
+            return Err(shape("empty batch"));
         }
-        other => Ok(RpcResponses {
-            responses: vec![parse_one(&other)?],
+        let responses = items
+            .into_iter()
+            .map(parse_one)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RpcResponses {
+            responses,
+            batch: true,
+        })
+    } else {
+        Ok(RpcResponses {
+            responses: vec![parse_one(top)?],
             batch: false,
-        }),
+        })
     }
 }
 
-fn parse_one(v: &Value) -> Result<RpcResponse, ParseError> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| shape(format!("answer is a {}, not an object", type_name(v))))?;
-    let id = RpcId::from_value(obj.get("id"))?;
-    let outcome = match (obj.get("error"), obj.get("result")) {
-        (Some(e), _) if !e.is_null() => Err(parse_error_object(e)?),
-        (_, Some(r)) => Ok(r.clone()),
+fn not_json(e: serde_json::Error, body: &[u8]) -> ParseError {
+    let start = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+    ParseError::NotJson(format!("{e} (body starts {:?})", clip(&start)))
+}
+
+/// The members of one answer object neo-ir reads, each kept as raw text when present
+/// (`null` included, so `"result": null` is a result and `"error": null` is no error).
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&'de RawValue>::deserialize(d).map(Some)
+}
+
+fn parse_one(v: &RawValue) -> Result<RpcResponse<&RawValue>, ParseError> {
+    let kind = kind_of(v.get());
+    if kind != "object" {
+        return Err(shape(format!("answer is a {kind}, not an object")));
+    }
+    let env: Envelope<'_> =
+        serde_json::from_str(v.get()).map_err(|e| shape(format!("answer: {e}")))?;
+    let id = RpcId::from_raw(env.id)?;
+    let outcome = match (env.error, env.result) {
+        (Some(e), _) if kind_of(e.get()) != "null" => {
+            let e: Value = serde_json::from_str(e.get()).map_err(|e| shape(format!("`error`: {e}")))?;
+            Err(parse_error_object(&e)?)
+        }
+        (_, Some(r)) => Ok(r),
         _ => return Err(shape("answer has neither `result` nor `error`")),
     };
     Ok(RpcResponse { id, outcome })
@@ -204,21 +297,26 @@ fn parse_error_object(e: &Value) -> Result<RpcError, ParseError> {
 }
 
 /// `getblockcount`: the number of blocks (height + 1).
-pub fn parse_block_count(v: &Value) -> Result<u64, ParseError> {
-    v.as_u64().ok_or_else(|| {
+pub fn parse_block_count(v: &(impl Json + ?Sized)) -> Result<u64, ParseError> {
+    let text = v.text();
+    serde_json::from_str(&text).map_err(|_| {
         shape(format!(
             "getblockcount result {} is not a non-negative integer",
-            clip(&v.to_string())
+            clip(&text)
         ))
     })
 }
 
 /// A 256-bit hash as Neo prints it: `0x` and 64 hex digits. Returned in lower case so that
 /// hashes from different implementations compare equal.
-pub fn parse_hash(v: &Value) -> Result<String, ParseError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| shape(format!("hash is a {}, not a string", type_name(v))))?;
+pub fn parse_hash(v: &(impl Json + ?Sized)) -> Result<String, ParseError> {
+    let text = v.text();
+    let s: Cow<'_, str> = serde_json::from_str(&text)
+        .map_err(|_| shape(format!("hash is a {}, not a string", kind_of(&text))))?;
+    hash_from_str(&s)
+}
+
+fn hash_from_str(s: &str) -> Result<String, ParseError> {
     let hex = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
@@ -230,15 +328,14 @@ pub fn parse_hash(v: &Value) -> Result<String, ParseError> {
 }
 
 /// `getconnectioncount`.
-pub fn parse_connection_count(v: &Value) -> Result<u32, ParseError> {
-    v.as_u64()
-        .and_then(|n| u32::try_from(n).ok())
-        .ok_or_else(|| {
-            shape(format!(
-                "getconnectioncount result {} is not a count",
-                clip(&v.to_string())
-            ))
-        })
+pub fn parse_connection_count(v: &(impl Json + ?Sized)) -> Result<u32, ParseError> {
+    let text = v.text();
+    serde_json::from_str(&text).map_err(|_| {
+        shape(format!(
+            "getconnectioncount result {} is not a count",
+            clip(&text)
+        ))
+    })
 }
 
 /// `getversion`. Reads `protocol.network` (current nodes) or the top-level `network` (neo-go
@@ -287,39 +384,41 @@ pub fn parse_version(v: &Value) -> Result<NodeVersion, ParseError> {
     })
 }
 
+/// The members of a verbose header neo-ir reads; the rest (witnesses, merkle root, ...) is
+/// skipped without being built.
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+    #[serde(borrow)]
+    previousblockhash: Cow<'a, str>,
+    index: u64,
+    time: u64,
+    #[serde(default)]
+    primary: Option<u32>,
+    #[serde(borrow)]
+    nextconsensus: Cow<'a, str>,
+}
+
 /// `getblockheader [h, true]` (verbose). `time` is in milliseconds; `primary` is absent from
 /// some mocks and old docs.
-pub fn parse_header(v: &Value) -> Result<HeaderInfo, ParseError> {
-    let obj = object(v, "getblockheader result")?;
-    let field = |key: &str| -> Result<&Value, ParseError> {
-        obj.get(key)
-            .ok_or_else(|| shape(format!("getblockheader result has no `{key}`")))
-    };
-    let hash = parse_hash(field("hash")?)?;
-    let previous_hash = parse_hash(field("previousblockhash")?)?;
-    let index =
-        opt_u64(obj, "index")?.ok_or_else(|| shape("getblockheader result has no `index`"))?;
-    let time_ms =
-        opt_u64(obj, "time")?.ok_or_else(|| shape("getblockheader result has no `time`"))?;
-    let primary = opt_u64(obj, "primary")?
-        .map(|n| u32::try_from(n).map_err(|_| shape(format!("primary {n} is too large"))))
-        .transpose()?;
-    let next_consensus = match field("nextconsensus")? {
-        Value::String(s) => s.clone(),
-        other => {
-            return Err(shape(format!(
-                "`nextconsensus` is a {}, not a string",
-                type_name(other)
-            )))
-        }
-    };
+pub fn parse_header(v: &(impl Json + ?Sized)) -> Result<HeaderInfo, ParseError> {
+    let text = v.text();
+    let kind = kind_of(&text);
+    if kind != "object" {
+        return Err(shape(format!(
+            "getblockheader result is a {kind}, not an object"
+        )));
+    }
+    let h: RawHeader<'_> =
+        serde_json::from_str(&text).map_err(|e| shape(format!("getblockheader result: {e}")))?;
     Ok(HeaderInfo {
-        hash,
-        index,
-        time_ms,
-        primary,
-        next_consensus,
-        previous_hash,
+        hash: hash_from_str(&h.hash)?,
+        index: h.index,
+        time_ms: h.time,
+        primary: h.primary,
+        next_consensus: h.nextconsensus.into_owned(),
+        previous_hash: hash_from_str(&h.previousblockhash)?,
     })
 }
 

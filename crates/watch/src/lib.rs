@@ -215,11 +215,22 @@ impl Watcher {
         let (tx, mut rx) = mpsc::channel(1024);
         let mut probes = JoinSet::new();
         let probe_now = Arc::new(tokio::sync::Notify::new());
-        for target in self.targets.clone() {
+        let n = self.targets.len();
+        for (i, target) in self.targets.clone().into_iter().enumerate() {
+            // A big fleet's first probes are spread evenly over the first interval (and so
+            // stay spread): 10,000 probes due at the same instant would queue behind the
+            // concurrency bound, all holding memory at once. A small fleet is probed
+            // together, so every round compares nodes seen at the same moment.
+            let first_after = if n > BIG_FLEET {
+                self.config.probe.interval.mul_f64(i as f64 / n as f64)
+            } else {
+                std::time::Duration::ZERO
+            };
             probes.spawn(probe_node(
                 self.prober.clone(),
                 target,
                 self.config.probe.interval,
+                first_after,
                 probe_now.clone(),
                 tx.clone(),
             ));
@@ -558,45 +569,25 @@ async fn probe_node(
     prober: Prober,
     target: NodeTarget,
     interval: std::time::Duration,
+    first_after: std::time::Duration,
     probe_now: Arc<tokio::sync::Notify>,
     tx: mpsc::Sender<Input>,
 ) {
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first_after, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut height = None;
-    let mut sentinel = Sentinel::new(&target.rpc_url);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = probe_now.notified() => {}
-            _ = sentinel.closed() => {
+            _ = prober.connection_closed(&target) => {
                 tracing::debug!(node = %target.name, "idle connection closed: probing now");
             }
         }
-        // A probe still unanswered after half the timeout gets a second, confirming probe
-        // at once, due when the first one is: a hung node is confirmed at the timeout, not
-        // at twice the timeout. A slow answer to the first makes the second moot.
-        let timeout = prober.config().timeout;
-        let hedge_after = timeout / 2;
-        let first = prober.probe(&target, height);
-        tokio::pin!(first);
-        let (first, hedged) = tokio::select! {
-            o = &mut first => (o, None),
-            _ = tokio::time::sleep(hedge_after) => {
-                let second = confirm_within(&prober, &target, height, timeout - hedge_after);
-                tokio::pin!(second);
-                tokio::select! {
-                    o = &mut first => {
-                        if o.outcome.is_ok() { (o, None) } else { (o, Some(second.await)) }
-                    }
-                    c = &mut second => {
-                        let o = first.await;
-                        let c = if o.outcome.is_ok() { None } else { Some(c) };
-                        (o, c)
-                    }
-                }
-            }
-        };
+        // Boxed: the in-flight probe futures are a few kilobytes and only a few dozen nodes
+        // are being probed at any moment; inline they would make every node's task as big
+        // (7 KB × 10,000 nodes).
+        let (first, hedged) = Box::pin(probe_hedged(&prober, &target, height)).await;
         let failed = first.outcome.is_err();
         if let Some(s) = first.status() {
             height = Some(s.height());
@@ -607,13 +598,45 @@ async fn probe_node(
         if failed {
             let confirm = match hedged {
                 Some(c) => c,
-                None => prober.probe(&target, height).await,
+                None => Box::pin(prober.probe(&target, height)).await,
             };
             if let Some(s) = confirm.status() {
                 height = Some(s.height());
             }
             if tx.send(Input::Rpc(confirm)).await.is_err() {
                 return;
+            }
+        }
+    }
+}
+
+/// One probe; when it is still unanswered after half the timeout, also a second,
+/// confirming probe at once, due when the first one is: a hung node is confirmed at the
+/// timeout, not at twice the timeout. A slow answer to the first makes the second moot.
+/// Returns the first probe's observation and, if the first failed, the hedge's.
+async fn probe_hedged(
+    prober: &Prober,
+    target: &NodeTarget,
+    height: Option<u64>,
+) -> (neo_ir_core::Observation, Option<neo_ir_core::Observation>) {
+    let timeout = prober.config().timeout;
+    let hedge_after = timeout / 2;
+    let first = prober.probe(target, height);
+    tokio::pin!(first);
+    tokio::select! {
+        o = &mut first => (o, None),
+        _ = tokio::time::sleep(hedge_after) => {
+            let second = confirm_within(prober, target, height, timeout - hedge_after);
+            tokio::pin!(second);
+            tokio::select! {
+                o = &mut first => {
+                    if o.outcome.is_ok() { (o, None) } else { (o, Some(second.await)) }
+                }
+                c = &mut second => {
+                    let o = first.await;
+                    let c = if o.outcome.is_ok() { None } else { Some(c) };
+                    (o, c)
+                }
             }
         }
     }
@@ -715,63 +738,27 @@ async fn telemetry_node(
     }
 }
 
-/// An idle TCP connection to a node's RPC port. A process that dies closes its sockets, so
-/// the connection's end is an event within milliseconds of a crash; the probe task then
-/// probes at once (and confirms) instead of waiting for its next tick. Polling stays the
-/// fallback for hangs and lost hosts, which close nothing.
-struct Sentinel {
-    addr: Option<(String, u16)>,
-    conn: Option<tokio::net::TcpStream>,
-    /// When to try connecting again after a failure (at most once per second).
-    retry_at: tokio::time::Instant,
-}
-
-impl Sentinel {
-    fn new(rpc_url: &str) -> Self {
-        let addr = reqwest::Url::parse(rpc_url).ok().and_then(|u| {
-            Some((
-                u.host_str()?.trim_matches(['[', ']']).to_string(),
-                u.port_or_known_default()?,
-            ))
-        });
-        Self {
-            addr,
-            conn: None,
-            retry_at: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Resolves when an established idle connection ends. Pending while there is none.
-    async fn closed(&mut self) {
-        if self.conn.is_none() {
-            let Some((host, port)) = self.addr.clone() else {
-                return std::future::pending().await;
-            };
-            tokio::time::sleep_until(self.retry_at).await;
-            self.retry_at = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
-            let connect = tokio::net::TcpStream::connect((host.as_str(), port));
-            match tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
-                Ok(Ok(c)) => self.conn = Some(c),
-                // refused or unreachable: the probes report it; no event to wait for
-                _ => return std::future::pending().await,
-            }
-        }
-        let conn = self.conn.as_mut().expect("connected above");
-        let mut buf = [0u8; 256];
-        loop {
-            // We never send a request, so any read result means the peer closed or reset
-            // the connection (or, for a chatty server, sent bytes we discard).
-            match tokio::io::AsyncReadExt::read(conn, &mut buf).await {
-                Ok(0) | Err(_) => {
-                    self.conn = None;
-                    return;
-                }
-                Ok(_) => continue,
-            }
-        }
-    }
-}
-
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + std::time::Duration::from_secs(86_400)
+}
+#[cfg(test)]
+mod task_size {
+    /// Every node has a probe task all the time, so its future's size is paid 10,000 times
+    /// in a big fleet (bench `scale`); the in-flight probe is boxed to keep it small.
+    #[test]
+    fn a_node_task_stays_small() {
+        let prober = neo_ir_probe::Prober::new(Default::default()).expect("prober");
+        let t = neo_ir_probe::NodeTarget::new("a", "http://127.0.0.1:1", neo_ir_core::Role::Rpc);
+        let (tx, _rx) = tokio::sync::mpsc::channel(1);
+        let task = super::probe_node(
+            prober,
+            t,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::ZERO,
+            Default::default(),
+            tx,
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 2048, "probe_node's future is {size} bytes");
+    }
 }
