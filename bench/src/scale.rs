@@ -260,29 +260,30 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     counting.abort();
     store.close().await;
 
-    let baseline = if args.no_baseline {
-        None
-    } else {
-        println!(
-            "baseline: a bare HTTP client, same requests, {} s warm-up + {} s ...",
-            args.warmup.min(5),
-            args.seconds
-        );
+    let mut baselines = Vec::new();
+    if !args.no_baseline {
         let urls: Vec<String> = (0..n)
             .map(|i| format!("http://127.0.0.1:{}/n/{i}", ports[i / per]))
             .collect();
-        Some(
-            bare_client(
-                urls,
+        for client in [BareClient::HyperConnection, BareClient::Reqwest] {
+            println!(
+                "baseline: {}, same requests, {} s warm-up + {} s ...",
+                client.describe(),
+                args.warmup.min(5),
+                args.seconds
+            );
+            let b = bare_client(
+                client,
+                urls.clone(),
                 args.concurrency,
                 Duration::from_secs(args.warmup.min(5)),
                 Duration::from_secs(args.seconds),
-                &child_pid,
                 &stats,
             )
-            .await?,
-        )
-    };
+            .await?;
+            baselines.push((client, b));
+        }
+    }
     drop(child);
 
     let cpu = (c1 - c0) as f64 / tck / wall * 100.0;
@@ -304,11 +305,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         format!("< {TARGET_CPU_PERCENT:.0} %"),
         yes(cpu < TARGET_CPU_PERCENT),
     ]);
-    if let Some(b) = &baseline {
+    for (client, b) in &baselines {
         t.row(vec![
-            "  baseline: bare HTTP client, same requests".into(),
+            format!("  baseline: {}", client.describe()),
             format!(
-                "{:.1} % ({:.0} req/s); watcher = {:.2} x baseline",
+                "{:.1} % ({:.0} req/s); watcher = {:.2} x this",
                 b.cpu,
                 b.per_s,
                 cpu / b.cpu
@@ -384,16 +385,36 @@ struct Baseline {
     per_s: f64,
 }
 
-/// The floor under the watcher: the same HTTP client library (reqwest, as the prober builds
-/// it) sends the probe's batch to every endpoint once a second, with the same concurrency
-/// bound, and reads the body without parsing it. No sentinel connections, no decisions, no
-/// store. The watcher's CPU divided by this is what neo-ir's own work costs on top of HTTP.
+/// The HTTP client of a baseline run.
+#[derive(Clone, Copy)]
+enum BareClient {
+    /// One keep-alive connection per endpoint on hyper's connection API, driven in the
+    /// endpoint's task: the transport the prober uses (crates/probe/src/link.rs).
+    HyperConnection,
+    /// The shared reqwest client (pool, tower layers), as built for the rare calls.
+    Reqwest,
+}
+
+impl BareClient {
+    fn describe(self) -> &'static str {
+        match self {
+            BareClient::HyperConnection => "bare hyper connection per endpoint",
+            BareClient::Reqwest => "bare reqwest client",
+        }
+    }
+}
+
+/// The floor under the watcher: every endpoint gets the probe's steady-state batch
+/// (`getblockcount`, `getbestblockhash`, `getconnectioncount`, verbose `getblockheader`)
+/// once a second, under the same concurrency bound, and the answer is read without being
+/// parsed. No sentinel, no decisions, no store. The watcher's CPU divided by this is what
+/// neo-ir's own work costs on top of HTTP.
 async fn bare_client<F, Fut>(
+    client: BareClient,
     urls: Vec<String>,
     concurrency: usize,
     warmup: Duration,
     window: Duration,
-    child_pid: &str,
     stats: &F,
 ) -> anyhow::Result<Baseline>
 where
@@ -401,76 +422,92 @@ where
     Fut: std::future::Future<Output = anyhow::Result<(u64, u64)>>,
 {
     use std::sync::Arc;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
     const BODY: &str = concat!(
         r#"[{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]},"#,
         r#"{"jsonrpc":"2.0","id":2,"method":"getbestblockhash","params":[]},"#,
-        r#"{"jsonrpc":"2.0","id":3,"method":"getconnectioncount","params":[]}]"#
+        r#"{"jsonrpc":"2.0","id":3,"method":"getconnectioncount","params":[]},"#,
+        r#"{"jsonrpc":"2.0","id":4,"method":"getblockheader","params":[1,true]}]"#
     );
-    let client = reqwest::Client::builder()
+    let shared = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(15))
         .build()?;
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
-    if std::env::var_os("BARE_HYPER").is_some() {
-        for url in urls.clone() {
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                use http_body_util::BodyExt;
-                let u: hyper::Uri = url.parse().unwrap();
-                let addr = format!("{}:{}", u.host().unwrap(), u.port_u16().unwrap());
-                let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Full<hyper::body::Bytes>>(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
-                let spawned = std::env::var_os("SPAWN_CONN").is_some();
-                let mut conn: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = if spawned {
-                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                    tokio::spawn(async move { let _ = conn.await; drop(tx); });
-                    Box::pin(async move { let _ = rx.await; })
-                } else {
-                    Box::pin(async move { let _ = conn.await; })
-                };
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = &mut conn => return,
-                    }
-                    let _permit = permits.acquire().await;
-                    let req = hyper::Request::post(u.path())
-                        .header("host", "127.0.0.1")
-                        .header("content-type", "application/json")
-                        .body(http_body_util::Full::new(hyper::body::Bytes::from_static(BODY.as_bytes()))).unwrap();
-                    let work = async {
-                        let r = send.send_request(req).await.ok()?;
-                        r.into_body().collect().await.ok().map(|b| b.to_bytes())
-                    };
-                    tokio::select! {
-                        _ = work => {}
-                        _ = &mut conn => return,
-                    }
-                }
-            });
-        }
-    }
-    for url in urls.into_iter().filter(|_| std::env::var_os("BARE_HYPER").is_none()) {
-        let (client, permits) = (client.clone(), permits.clone());
+    let n = urls.len().max(1) as u64;
+    for (i, url) in urls.into_iter().enumerate() {
+        let (shared, permits) = (shared.clone(), permits.clone());
+        let uri: hyper::Uri = url.parse()?;
+        let addr = format!(
+            "{}:{}",
+            uri.host().context("host")?,
+            uri.port_u16().context("port")?
+        );
         tasks.spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // spread over the second, as the watcher spreads a big fleet
+            let first = Duration::from_micros(i as u64 * 1_000_000 / n);
+            let mut tick = tokio::time::interval_at(Instant::now() + first, Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut idle: Option<tokio::net::TcpStream> = None;
             loop {
                 tick.tick().await;
                 let _permit = permits.acquire().await;
-                let sent = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(BODY)
-                    .send()
-                    .await;
-                if let Ok(r) = sent {
-                    let _ = r.bytes().await;
+                match client {
+                    BareClient::Reqwest => {
+                        let sent = shared
+                            .post(&url)
+                            .header("content-type", "application/json")
+                            .body(BODY)
+                            .send()
+                            .await;
+                        if let Ok(r) = sent {
+                            let _ = r.bytes().await;
+                        }
+                    }
+                    BareClient::HyperConnection => {
+                        let stream = match idle.take() {
+                            Some(s) => s,
+                            None => match tokio::net::TcpStream::connect(&addr).await {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            },
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let Ok((mut send, mut conn)) =
+                            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(
+                                hyper_util::rt::TokioIo::new(stream),
+                            )
+                            .await
+                        else {
+                            continue;
+                        };
+                        let req = hyper::Request::post(uri.path())
+                            .header("host", addr.as_str())
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(BODY.as_bytes())));
+                        let Ok(req) = req else { continue };
+                        let work = async {
+                            let r = send.send_request(req).await.ok()?;
+                            r.into_body().collect().await.ok().map(|b| b.to_bytes())
+                        };
+                        let done = tokio::select! {
+                            biased;
+                            r = work => r.is_some(),
+                            _ = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => false,
+                        };
+                        drop(send);
+                        if done
+                            && std::future::poll_fn(|cx| conn.poll_without_shutdown(cx))
+                                .await
+                                .is_ok()
+                        {
+                            idle = Some(conn.into_parts().io.into_inner());
+                        }
+                    }
                 }
             }
         });
@@ -478,7 +515,7 @@ where
     tokio::time::sleep(warmup).await;
     let me = std::process::id().to_string();
     let tck = rustix::param::clock_ticks_per_second() as f64;
-    let (c0, _, s0, t0) = (cpu_ticks(&me)?, cpu_ticks(child_pid)?, stats().await?, Instant::now());
+    let (c0, s0, t0) = (cpu_ticks(&me)?, stats().await?, Instant::now());
     tokio::time::sleep(window).await;
     let (c1, s1, wall) = (cpu_ticks(&me)?, stats().await?, t0.elapsed().as_secs_f64());
     tasks.shutdown().await;

@@ -230,8 +230,10 @@ impl Fleet {
                     n.version = Some(v.clone());
                 }
                 if let Some(h) = &status.header {
-                    if let Some(old) = n.header.as_ref().filter(|old| old.index + 1 == h.index) {
-                        // the node's own answers must form a chain
+                    // the node's own answers must form a chain: this header and the one
+                    // below it, asked together or in consecutive rounds
+                    let below = status.parent_header.as_ref().or(n.header.as_ref());
+                    if let Some(old) = below.filter(|old| old.index + 1 == h.index) {
                         n.broken_link = (h.previous_hash != old.hash)
                             .then(|| (old.index, old.hash.clone(), h.previous_hash.clone()));
                     }

@@ -65,6 +65,10 @@ pub struct ChainStatus {
     pub version: Option<NodeVersion>,
     /// The header at the best height, when the probe asked for it.
     pub header: Option<HeaderInfo>,
+    /// The header just below `header`, when the probe asked for both in one batch (how a
+    /// big fleet checks that a node's own blocks link without asking every round).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_header: Option<HeaderInfo>,
 }
 
 impl ChainStatus {

@@ -183,6 +183,36 @@ impl fmt::Debug for Prober {
     }
 }
 
+/// Which block headers a probe asks for besides the chain status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Headers {
+    #[default]
+    None,
+    /// `getblockheader [h, true]`.
+    At(u64),
+    /// `getblockheader [h, true]` and `[h - 1, true]` in the same batch, so the node's own
+    /// blocks can be checked to link without asking for a header every round.
+    WithParent(u64),
+}
+
+impl Headers {
+    /// The heights asked, newest first.
+    fn heights(self) -> impl Iterator<Item = u64> {
+        let (first, second) = match self {
+            Headers::None => (None, None),
+            Headers::At(h) => (Some(h), None),
+            Headers::WithParent(h) => (Some(h), h.checked_sub(1)),
+        };
+        first.into_iter().chain(second)
+    }
+}
+
+impl From<Option<u64>> for Headers {
+    fn from(h: Option<u64>) -> Self {
+        h.map_or(Headers::None, Headers::At)
+    }
+}
+
 /// Methods of the probe batch, in the order they are sent (ids 1, 2, ...).
 const METHOD_BLOCK_COUNT: &str = "getblockcount";
 const METHOD_BEST_HASH: &str = "getbestblockhash";
@@ -235,16 +265,18 @@ impl Prober {
 
     /// One batched HTTP POST: `getblockcount`, `getbestblockhash`, `getconnectioncount`,
     /// plus `getversion` when it is not cached (or is older than `version_refresh`, or the
-    /// node failed since), plus `getblockheader [h, true]` when `header_at` is `Some(h)`.
+    /// node failed since), plus the block headers `headers` asks for (`Some(h)` is the
+    /// header at `h`).
     ///
     /// `at` is taken once a concurrency slot is free, so `latency_ms` measures the node and
     /// not the queue. An error on `getconnectioncount`, `getversion` or `getblockheader`
     /// alone is not a failure: that field is `None`.
-    pub async fn probe(&self, target: &NodeTarget, header_at: Option<u64>) -> Observation {
+    pub async fn probe(&self, target: &NodeTarget, headers: impl Into<Headers>) -> Observation {
+        let headers = headers.into();
         let _permit = self.permit().await;
         let at = Timestamp::now();
         let start = Instant::now();
-        let outcome = self.probe_inner(target, header_at).await;
+        let outcome = self.probe_inner(target, headers).await;
         let latency_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         let outcome = outcome.map_err(|e| {
             self.forget_version(&target.name);
@@ -350,14 +382,16 @@ impl Prober {
     async fn probe_inner(
         &self,
         target: &NodeTarget,
-        header_at: Option<u64>,
+        headers: Headers,
     ) -> Result<ChainStatus, ProbeError> {
         let cached = self.fresh_version(target);
-        let body = probe_body(cached.is_none(), header_at);
+        let body = probe_body(cached.is_none(), headers);
         let answer = self.post(target, body).await?;
         let answers = parse_answers(&answer)?;
-        let asked = 3 + usize::from(cached.is_none()) + usize::from(header_at.is_some());
-        let mut results = answers.results_for(&[1, 2, 3, 4, 5][..asked])?.into_iter();
+        let asked = 3 + usize::from(cached.is_none()) + headers.heights().count();
+        let mut results = answers
+            .results_for(&[1, 2, 3, 4, 5, 6][..asked])?
+            .into_iter();
         let mut next = || {
             results
                 .next()
@@ -406,33 +440,29 @@ impl Prober {
                 }
             },
         };
-        let header = match header_at {
-            None => None,
-            Some(h) => match next()? {
+        let mut asked_headers = headers.heights().map(|h| {
+            match next()? {
                 Ok(v) => match parse_header(v) {
-                    Ok(hdr) if hdr.index == h => Some(hdr),
+                    Ok(hdr) if hdr.index == h => return Ok(Some(hdr)),
                     Ok(hdr) => {
                         tracing::warn!(node = %target.name, asked = h, got = hdr.index,
                             "getblockheader answered another height; ignored");
-                        None
                     }
-                    Err(e) => {
-                        debug_optional(target, METHOD_HEADER, &e);
-                        None
-                    }
+                    Err(e) => debug_optional(target, METHOD_HEADER, &e),
                 },
-                Err(e) => {
-                    debug_optional(target, METHOD_HEADER, &e);
-                    None
-                }
-            },
-        };
+                Err(e) => debug_optional(target, METHOD_HEADER, &e),
+            }
+            Ok::<_, ProbeError>(None)
+        });
+        let header = asked_headers.next().transpose()?.flatten();
+        let parent_header = asked_headers.next().transpose()?.flatten();
         Ok(ChainStatus {
             block_count,
             best_hash,
             connections,
             version,
             header,
+            parent_header,
         })
     }
 
@@ -480,7 +510,8 @@ impl Prober {
                         check_status(answer.status)?;
                         Ok(answer.body)
                     }
-                    None => self.post_inner(target, body).await,
+                    // boxed: the shared client's future is large and only `https` uses it
+                    None => Box::pin(self.post_inner(target, body)).await,
                 }
             })
             .await;
@@ -541,15 +572,17 @@ impl Prober {
     }
 
     /// `fut` under the hard timeout of one request (connection, headers and body).
-    async fn within_timeout<T>(
+    ///
+    /// A combinator, not an `async fn`: an `async fn` would keep `fut` in its state twice
+    /// (the argument and the timeout around it), and every probe's future with it.
+    fn within_timeout<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, ProbeError>>,
-    ) -> Result<T, ProbeError> {
+    ) -> impl std::future::Future<Output = Result<T, ProbeError>> {
+        use futures::FutureExt;
         let timeout = self.inner.cfg.timeout;
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(ProbeError::Timeout(timeout)),
-        }
+        tokio::time::timeout(timeout, fut)
+            .map(move |r| r.unwrap_or(Err(ProbeError::Timeout(timeout))))
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ProbeError> {
@@ -593,33 +626,30 @@ impl Prober {
 
 /// The probe batch, ids 1, 2, ... in the order of [`Prober::probe`]'s calls. Written out
 /// directly: it goes to every node every round.
-fn probe_body(with_version: bool, header_at: Option<u64>) -> Vec<u8> {
+fn probe_body(with_version: bool, headers: Headers) -> Vec<u8> {
     use std::fmt::Write;
-    let mut s = String::with_capacity(320);
-    s.push('[');
+    let mut s = String::with_capacity(400);
     let mut methods = vec![METHOD_BLOCK_COUNT, METHOD_BEST_HASH, METHOD_CONNECTIONS];
     if with_version {
         methods.push(METHOD_VERSION);
     }
-    for (id, method) in (1u64..).zip(&methods) {
+    let mut id = 0u64;
+    for method in methods {
+        id += 1;
+        let sep = if id == 1 { '[' } else { ',' };
         let _ = write!(
             s,
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":[]}},"#
+            r#"{sep}{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":[]}}"#
         );
     }
-    match header_at {
-        Some(h) => {
-            let id = methods.len() + 1;
-            let _ = write!(
-                s,
-                r#"{{"jsonrpc":"2.0","id":{id},"method":"{METHOD_HEADER}","params":[{h},true]}}]"#
-            );
-        }
-        None => {
-            s.pop();
-            s.push(']');
-        }
+    for h in headers.heights() {
+        id += 1;
+        let _ = write!(
+            s,
+            r#",{{"jsonrpc":"2.0","id":{id},"method":"{METHOD_HEADER}","params":[{h},true]}}"#
+        );
     }
+    s.push(']');
     s.into_bytes()
 }
 
@@ -678,6 +708,50 @@ mod tests {
             redact_url("http://127.0.0.1:10332"),
             "http://127.0.0.1:10332/"
         );
+    }
+
+    /// Every probe's future is allocated and moved once per node per round; it once was
+    /// 7 KB because an `async fn` wrapper kept the request future twice.
+    #[test]
+    fn a_probe_future_stays_small() {
+        let p = Prober::new(ProbeConfig::default()).expect("prober");
+        let t = NodeTarget::new("a", "http://127.0.0.1:1", Role::Rpc);
+        let size = std::mem::size_of_val(&p.probe(&t, Headers::None));
+        assert!(size <= 4096, "a probe's future is {size} bytes");
+    }
+
+    #[test]
+    fn probe_bodies() {
+        let calls = |with_version, headers| -> Vec<(String, Value)> {
+            let v: Value =
+                serde_json::from_slice(&probe_body(with_version, headers)).expect("JSON");
+            v.as_array()
+                .expect("a batch")
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    assert_eq!(c["id"], json!(i + 1));
+                    assert_eq!(c["jsonrpc"], "2.0");
+                    (
+                        c["method"].as_str().expect("method").to_string(),
+                        c["params"].clone(),
+                    )
+                })
+                .collect()
+        };
+        let plain = calls(false, Headers::None);
+        assert_eq!(
+            plain.iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["getblockcount", "getbestblockhash", "getconnectioncount"]
+        );
+        let full = calls(true, Headers::WithParent(7));
+        assert_eq!(full.len(), 6);
+        assert_eq!(full[3].0, "getversion");
+        assert_eq!(full[4], ("getblockheader".into(), json!([7, true])));
+        assert_eq!(full[5], ("getblockheader".into(), json!([6, true])));
+        // the genesis block has no parent
+        assert_eq!(calls(false, Headers::WithParent(0)).len(), 4);
+        assert_eq!(calls(false, Headers::At(0))[3].1, json!([0, true]));
     }
 
     #[test]

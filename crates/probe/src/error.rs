@@ -151,7 +151,10 @@ impl ProbeError {
         let detail = chain(&err);
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
         while let Some(e) = source {
-            if let Some(found) = e.downcast_ref::<std::io::Error>().and_then(closed_or_refused) {
+            if let Some(found) = e
+                .downcast_ref::<std::io::Error>()
+                .and_then(closed_or_refused)
+            {
                 return found;
             }
             source = e.source();

@@ -20,11 +20,11 @@ mod link;
 pub mod metrics;
 pub mod parse;
 
-pub use client::{redact_url, BasicAuth, NodeTarget, ProbeConfig, Prober};
+pub use client::{redact_url, BasicAuth, Headers, NodeTarget, ProbeConfig, Prober};
 pub use error::ProbeError;
 pub use health::{health_url, healthz_ok, readyz_ok};
 pub use metrics::{metrics_from, node_metrics, parse_exposition, Exposition, Family, Sample};
 pub use parse::{
-    parse_answers, parse_response, Json, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse, RpcResponses,
-    StateHeight, StateRoot, Witness,
+    parse_answers, parse_response, Json, ParseError, Peer, Peers, RpcError, RpcId, RpcResponse,
+    RpcResponses, StateHeight, StateRoot, Witness,
 };

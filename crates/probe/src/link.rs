@@ -208,29 +208,33 @@ impl Links {
         max_body: usize,
     ) -> Option<Result<Answer, ProbeError>> {
         let (endpoint, idle) = self.take(target)?;
-        let reused = idle.is_some();
-        let stream = match idle {
+        let mut reused = idle.is_some();
+        let mut stream = match idle {
             Some(s) => s,
             None => match endpoint.connect().await {
                 Ok(s) => s,
                 Err(e) => return Some(Err(ProbeError::from_io(e))),
             },
         };
-        let (mut res, mut back) = exchange(stream, &endpoint, body.clone(), max_body).await;
-        // The node may have closed the idle keep-alive connection just before the request
-        // went out on it (idle timeouts of the node's HTTP server). The probe is read-only,
-        // so it goes once more, on a fresh connection; a node that is really gone then
-        // refuses that connection, which says more than "reset" would.
-        if reused && matches!(&res, Err(ProbeError::Reset(_))) {
-            match endpoint.connect().await {
-                Ok(s) => (res, back) = exchange(s, &endpoint, body, max_body).await,
-                Err(e) => return Some(Err(ProbeError::from_io(e))),
+        loop {
+            let (res, back) = exchange(stream, &endpoint, body.clone(), max_body).await;
+            // The node may have closed the idle keep-alive connection just before the
+            // request went out on it (idle timeouts of the node's HTTP server). The probe is
+            // read-only, so it goes once more, on a fresh connection; a node that is really
+            // gone then refuses that connection, which says more than "reset" would.
+            if reused && matches!(&res, Err(ProbeError::Reset(_))) {
+                reused = false;
+                stream = match endpoint.connect().await {
+                    Ok(s) => s,
+                    Err(e) => return Some(Err(ProbeError::from_io(e))),
+                };
+                continue;
             }
+            if let Some(stream) = back {
+                self.keep(target, &endpoint, Arc::new(stream));
+            }
+            return Some(res);
         }
-        if let Some(stream) = back {
-            self.keep(target, &endpoint, Arc::new(stream));
-        }
-        Some(res)
     }
 
     /// Resolves when the node closes the idle connection neo-ir keeps to it. Opens that
@@ -256,8 +260,7 @@ impl Links {
                 None => return std::future::pending().await,
                 Some(Ok(Ok(stream))) => break stream,
                 Some(Ok(Err(endpoint))) => {
-                    let opened =
-                        tokio::time::timeout(SENTINEL_CONNECT, endpoint.connect()).await;
+                    let opened = tokio::time::timeout(SENTINEL_CONNECT, endpoint.connect()).await;
                     match opened {
                         Ok(Ok(s)) => self.keep(target, &endpoint, Arc::new(s)),
                         // refused or unreachable: the probes report it; no event to wait for
@@ -467,8 +470,7 @@ mod tests {
         // base64("neo:p@ss")
         assert_eq!(e.authorization.expect("auth"), "Basic bmVvOnBAc3M=");
 
-        let t = NodeTarget::new("c", "https://seed1.neo.org:10331", Role::Rpc)
-            .with_auth("u", "pw");
+        let t = NodeTarget::new("c", "https://seed1.neo.org:10331", Role::Rpc).with_auth("u", "pw");
         let e = Endpoint::parse(&t).expect("https");
         assert!(!e.plain_http);
         assert_eq!(e.authorization.as_ref().expect("auth"), "Basic dTpwdw==");

@@ -266,7 +266,8 @@ fn parse_one(v: &RawValue) -> Result<RpcResponse<&RawValue>, ParseError> {
     let id = RpcId::from_raw(env.id)?;
     let outcome = match (env.error, env.result) {
         (Some(e), _) if kind_of(e.get()) != "null" => {
-            let e: Value = serde_json::from_str(e.get()).map_err(|e| shape(format!("`error`: {e}")))?;
+            let e: Value =
+                serde_json::from_str(e.get()).map_err(|e| shape(format!("`error`: {e}")))?;
             Err(parse_error_object(&e)?)
         }
         (_, Some(r)) => Ok(r),

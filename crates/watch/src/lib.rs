@@ -19,7 +19,7 @@ use neo_ir_core::config::Config;
 use neo_ir_core::detect::{detect, stall_deadline};
 use neo_ir_core::fleet::{Fleet, NodeSpec};
 use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
-use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
+use neo_ir_probe::{Headers, NodeTarget, ProbeConfig, Prober};
 use neo_ir_store::Store;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
@@ -32,6 +32,8 @@ const HEADER_BATCH: usize = 20;
 const STATE_SAMPLE: usize = 64;
 /// The least time between two decisions asked for by failed probes.
 const URGENT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+/// In a big fleet, each node is asked for block headers every this many rounds.
+const HEADER_EVERY: u64 = 10;
 /// Fleets above this size store node views every 5 s instead of every round.
 const BIG_FLEET: usize = 500;
 
@@ -221,16 +223,32 @@ impl Watcher {
             // stay spread): 10,000 probes due at the same instant would queue behind the
             // concurrency bound, all holding memory at once. A small fleet is probed
             // together, so every round compares nodes seen at the same moment.
-            let first_after = if n > BIG_FLEET {
-                self.config.probe.interval.mul_f64(i as f64 / n as f64)
+            //
+            // A small fleet asks every node for its newest header every round. A big one asks
+            // each node every HEADER_EVERY-th round, for that header and the one below it:
+            // the same block's header from 10,000 nodes every block is a third of the
+            // probing cost (bench `scale`), while a tenth of them, in turn, still give the
+            // chain's block times and primaries, and each node's own blocks are still
+            // checked to link.
+            let (first_after, headers) = if n > BIG_FLEET {
+                (
+                    self.config.probe.interval.mul_f64(i as f64 / n as f64),
+                    HeaderTurn::Every {
+                        rounds: HEADER_EVERY,
+                        phase: i as u64 % HEADER_EVERY,
+                    },
+                )
             } else {
-                std::time::Duration::ZERO
+                (std::time::Duration::ZERO, HeaderTurn::Always)
             };
             probes.spawn(probe_node(
                 self.prober.clone(),
                 target,
-                self.config.probe.interval,
-                first_after,
+                NodeSchedule {
+                    interval: self.config.probe.interval,
+                    first_after,
+                    headers,
+                },
                 probe_now.clone(),
                 tx.clone(),
             ));
@@ -263,16 +281,32 @@ impl Watcher {
         // fleet do not make one decision each.
         let mut urgent: Option<tokio::time::Instant> = None;
         let mut last_decision = tokio::time::Instant::now();
+        // The two wake-ups live across iterations and are only reset when their time
+        // changes: a big fleet sends thousands of observations a second, and a timer made
+        // afresh per message would be registered and dropped as often.
+        let stall_sleep = tokio::time::sleep_until(far_future());
+        let urgent_sleep = tokio::time::sleep_until(far_future());
+        tokio::pin!(stall_sleep, urgent_sleep);
+        let mut stall_armed: Option<tokio::time::Instant> = None;
+        let mut inbox = Vec::with_capacity(256);
+        let mut inputs_open = true;
         loop {
             // Decide every interval, and at once when a probe fails: a crash seen through a
             // closed connection becomes an incident in milliseconds, not at the next tick.
             // When the chain would count as stalled before the next tick, wake up at that
             // moment, probe every node afresh and decide on what they say.
-            let deadline = self.stall_wakeup;
+            if self.stall_wakeup != stall_armed {
+                stall_armed = self.stall_wakeup;
+                stall_sleep
+                    .as_mut()
+                    .reset(stall_armed.unwrap_or_else(far_future));
+            }
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {}
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                _ = &mut stall_sleep, if stall_armed.is_some() => {
+                    stall_armed = None;
+                    self.stall_wakeup = None;
                     probe_now.notify_waiters();
                     self.collect_fresh(&mut rx, &mut observed).await;
                 }
@@ -282,17 +316,28 @@ impl Watcher {
                         self.take_check(out);
                     }
                 }
-                _ = tokio::time::sleep_until(urgent.unwrap_or_else(far_future)), if urgent.is_some() => {}
-                Some(input) = rx.recv() => {
-                    let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
-                    // two nodes with different blocks at one height: compare chains now
-                    let conflict = matches!(&input, Input::Rpc(o) if o.status().is_some_and(|st| self.hash_conflict(st.height(), &st.best_hash)));
-                    if conflict {
-                        self.force_check = true;
+                _ = &mut urgent_sleep, if urgent.is_some() => {}
+                n = rx.recv_many(&mut inbox, 256), if inputs_open => {
+                    if n == 0 {
+                        // no probe task is left (an empty fleet): rounds still run
+                        inputs_open = false;
+                        continue;
                     }
-                    observed.push(input);
-                    if (failed || conflict) && urgent.is_none() {
-                        urgent = Some(tokio::time::Instant::now().max(last_decision + URGENT_GAP));
+                    let mut wake = false;
+                    for input in inbox.drain(..) {
+                        let failed = matches!(&input, Input::Rpc(o) if o.outcome.is_err());
+                        // two nodes with different blocks at one height: compare chains now
+                        let conflict = matches!(&input, Input::Rpc(o) if o.status().is_some_and(|st| self.hash_conflict(st.height(), &st.best_hash)));
+                        if conflict {
+                            self.force_check = true;
+                        }
+                        wake |= failed || conflict;
+                        observed.push(input);
+                    }
+                    if wake && urgent.is_none() {
+                        let at = tokio::time::Instant::now().max(last_decision + URGENT_GAP);
+                        urgent = Some(at);
+                        urgent_sleep.as_mut().reset(at);
                     }
                     continue;
                 }
@@ -404,21 +449,20 @@ impl Watcher {
     /// After asking every probe task for a fresh probe: gather answers until every node
     /// that answered before has answered again, or half a second passes.
     async fn collect_fresh(&self, rx: &mut mpsc::Receiver<Input>, observed: &mut Vec<Input>) {
-        let want: std::collections::BTreeSet<String> = self
+        let mut waiting: std::collections::HashSet<&str> = self
             .fleet
             .nodes()
             .filter(|n| n.answering())
-            .map(|n| n.name.clone())
+            .map(|n| n.name.as_str())
             .collect();
-        let mut got = std::collections::BTreeSet::new();
         let limit = tokio::time::sleep(std::time::Duration::from_millis(500));
         tokio::pin!(limit);
-        while !want.is_subset(&got) {
+        while !waiting.is_empty() {
             tokio::select! {
                 _ = &mut limit => break,
                 Some(input) = rx.recv() => {
                     if let Input::Rpc(o) = &input {
-                        got.insert(o.node.clone());
+                        waiting.remove(o.node.as_str());
                     }
                     observed.push(input);
                 }
@@ -568,12 +612,17 @@ impl Watcher {
 async fn probe_node(
     prober: Prober,
     target: NodeTarget,
-    interval: std::time::Duration,
-    first_after: std::time::Duration,
+    schedule: NodeSchedule,
     probe_now: Arc<tokio::sync::Notify>,
     tx: mpsc::Sender<Input>,
 ) {
+    let NodeSchedule {
+        interval,
+        first_after,
+        headers,
+    } = schedule;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + first_after, interval);
+    let mut round = 0u64;
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut height = None;
     loop {
@@ -587,24 +636,42 @@ async fn probe_node(
         // Boxed: the in-flight probe futures are a few kilobytes and only a few dozen nodes
         // are being probed at any moment; inline they would make every node's task as big
         // (7 KB × 10,000 nodes).
-        let (first, hedged) = Box::pin(probe_hedged(&prober, &target, height)).await;
-        let failed = first.outcome.is_err();
-        if let Some(s) = first.status() {
-            height = Some(s.height());
-        }
-        if tx.send(Input::Rpc(first)).await.is_err() {
-            return;
-        }
-        if failed {
-            let confirm = match hedged {
-                Some(c) => c,
-                None => Box::pin(prober.probe(&target, height)).await,
-            };
-            if let Some(s) = confirm.status() {
+        let ask = match (height, headers) {
+            (None, _) => Headers::None,
+            (Some(h), HeaderTurn::Always) => Headers::At(h),
+            (Some(h), HeaderTurn::Every { rounds, phase }) if round % rounds == phase => {
+                Headers::WithParent(h)
+            }
+            (Some(_), HeaderTurn::Every { .. }) => Headers::None,
+        };
+        round += 1;
+        // Boxed in a statement of its own: a temporary lives to the end of its statement,
+        // so `Box::pin(..).await` in one would keep the unboxed future in this task too.
+        let probing = Box::pin(probe_hedged(&prober, &target, ask));
+        let (first, mut hedged) = probing.await;
+        // A failed probe is confirmed at once: by the hedge when it ran, else afresh.
+        let mut next = Some(first);
+        let mut confirmed = false;
+        while let Some(o) = next.take() {
+            if let Some(s) = o.status() {
                 height = Some(s.height());
             }
-            if tx.send(Input::Rpc(confirm)).await.is_err() {
+            let failed = o.outcome.is_err();
+            // a slot first, then the value: the observation is not held in the awaiting
+            // future (which every node's task would carry)
+            let Ok(slot) = tx.reserve().await else {
                 return;
+            };
+            slot.send(Input::Rpc(o));
+            if failed && !confirmed {
+                confirmed = true;
+                next = match hedged.take() {
+                    Some(c) => Some(c),
+                    None => {
+                        let confirming = Box::pin(prober.probe(&target, height));
+                        Some(confirming.await)
+                    }
+                };
             }
         }
     }
@@ -617,17 +684,18 @@ async fn probe_node(
 async fn probe_hedged(
     prober: &Prober,
     target: &NodeTarget,
-    height: Option<u64>,
+    headers: Headers,
 ) -> (neo_ir_core::Observation, Option<neo_ir_core::Observation>) {
     let timeout = prober.config().timeout;
     let hedge_after = timeout / 2;
-    let first = prober.probe(target, height);
+    let first = prober.probe(target, headers);
     tokio::pin!(first);
     tokio::select! {
         o = &mut first => (o, None),
         _ = tokio::time::sleep(hedge_after) => {
-            let second = confirm_within(prober, target, height, timeout - hedge_after);
-            tokio::pin!(second);
+            // boxed: made only for a slow first probe, so it does not double every probe's
+            // future
+            let mut second = Box::pin(confirm_within(prober, target, headers, timeout - hedge_after));
             tokio::select! {
                 o = &mut first => {
                     if o.outcome.is_ok() { (o, None) } else { (o, Some(second.await)) }
@@ -647,11 +715,11 @@ async fn probe_hedged(
 async fn confirm_within(
     prober: &Prober,
     target: &NodeTarget,
-    height: Option<u64>,
+    headers: Headers,
     within: std::time::Duration,
 ) -> neo_ir_core::Observation {
     let at = jiff::Timestamp::now();
-    match tokio::time::timeout(within, prober.probe(target, height)).await {
+    match tokio::time::timeout(within, prober.probe(target, headers)).await {
         Ok(o) => o,
         Err(_) => neo_ir_core::Observation {
             node: target.name.clone(),
@@ -666,6 +734,23 @@ async fn confirm_within(
             )),
         },
     }
+}
+
+/// When a node's probe task probes, and when it asks for block headers.
+struct NodeSchedule {
+    interval: std::time::Duration,
+    /// Delay of the first probe (a big fleet's are spread over the first interval).
+    first_after: std::time::Duration,
+    headers: HeaderTurn,
+}
+
+/// Which rounds ask a node for block headers.
+#[derive(Clone, Copy)]
+enum HeaderTurn {
+    /// The newest header, every round.
+    Always,
+    /// The newest header and the one below it, in rounds where `round % rounds == phase`.
+    Every { rounds: u64, phase: u64 },
 }
 
 /// What the per-node tasks send to the decision step.
@@ -744,7 +829,8 @@ fn far_future() -> tokio::time::Instant {
 #[cfg(test)]
 mod task_size {
     /// Every node has a probe task all the time, so its future's size is paid 10,000 times
-    /// in a big fleet (bench `scale`); the in-flight probe is boxed to keep it small.
+    /// in a big fleet (bench `scale`); the in-flight probe (about 5 KB) is boxed to keep it
+    /// out of the task.
     #[test]
     fn a_node_task_stays_small() {
         let prober = neo_ir_probe::Prober::new(Default::default()).expect("prober");
@@ -753,12 +839,15 @@ mod task_size {
         let task = super::probe_node(
             prober,
             t,
-            std::time::Duration::from_secs(1),
-            std::time::Duration::ZERO,
+            super::NodeSchedule {
+                interval: std::time::Duration::from_secs(1),
+                first_after: std::time::Duration::ZERO,
+                headers: super::HeaderTurn::Always,
+            },
             Default::default(),
             tx,
         );
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 2048, "probe_node's future is {size} bytes");
+        assert!(size <= 3072, "probe_node's future is {size} bytes");
     }
 }

@@ -537,6 +537,7 @@ mod tests {
             outcome: Ok(ChainStatus {
                 block_count: height + 1,
                 best_hash: format!("0x{height:064x}"),
+                parent_header: None,
                 connections: Some(6),
                 version: Some(NodeVersion {
                     user_agent: "/neo-rs:0.14.0/".into(),
