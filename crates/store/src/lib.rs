@@ -252,23 +252,36 @@ impl Store {
 
     /// Save the latest view of every node (one transaction per round).
     pub async fn save_nodes(&self, views: &[NodeView], now: Timestamp) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for v in views {
-            sqlx::query(
-                "INSERT INTO node_status (name, view, height, height_since, updated_at) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET view = excluded.view, \
-                 height = excluded.height, height_since = excluded.height_since, \
-                 updated_at = excluded.updated_at",
-            )
-            .bind(&v.name)
-            .bind(serde_json::to_string(v).expect("view serializes"))
-            .bind(v.height.map(|h| h as i64))
-            .bind(v.height_since.map(|t| t.as_millisecond()))
-            .bind(now.as_millisecond())
-            .execute(&mut *tx)
-            .await?;
+        if views.is_empty() {
+            return Ok(());
         }
-        tx.commit().await?;
+        // One statement over a JSON array, not one per node: a fleet of 10,000 nodes would
+        // otherwise cost 10,000 round trips to SQLite's worker thread (bench `scale`).
+        let rows: Vec<(&str, String, Option<i64>, Option<i64>)> = views
+            .iter()
+            .map(|v| {
+                (
+                    v.name.as_str(),
+                    serde_json::to_string(v).expect("view serializes"),
+                    v.height.map(|h| h as i64),
+                    v.height_since.map(|t| t.as_millisecond()),
+                )
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows).expect("rows serialize");
+        sqlx::query(
+            "INSERT INTO node_status (name, view, height, height_since, updated_at) \
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                    json_extract(value, '$[2]'), json_extract(value, '$[3]'), ? \
+             FROM json_each(?) WHERE true \
+             ON CONFLICT(name) DO UPDATE SET view = excluded.view, \
+             height = excluded.height, height_since = excluded.height_since, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(now.as_millisecond())
+        .bind(rows)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

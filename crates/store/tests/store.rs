@@ -133,10 +133,29 @@ async fn node_views_and_heights_round_trip() {
         .save_nodes(std::slice::from_ref(&view), since)
         .await
         .unwrap();
-    assert_eq!(store.nodes().await.unwrap(), vec![view]);
+    assert_eq!(store.nodes().await.unwrap(), vec![view.clone()]);
     let h = store.stored_heights().await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!((h[0].height, h[0].since), (42, since));
+
+    // many nodes in one save (one statement): updated in place, none lost
+    let mut views: Vec<NodeView> = (0..1000)
+        .map(|i| NodeView {
+            name: format!("rpc-{i:04}"),
+            height: (i % 2 == 0).then_some(i as u64),
+            ..view.clone()
+        })
+        .collect();
+    store.save_nodes(&views, since).await.unwrap();
+    views[7].state = "down".into();
+    views[8].height = Some(9_999);
+    store.save_nodes(&views, since).await.unwrap();
+    let stored = store.nodes().await.unwrap();
+    assert_eq!(stored.len(), 1001);
+    assert_eq!(stored[..1000], views[..]);
+    let heights = store.stored_heights().await.unwrap();
+    assert!(heights.iter().any(|h| h.node == "rpc-0008" && h.height == 9_999));
+    assert!(!heights.iter().any(|h| h.node == "rpc-0007"), "no height, no row");
 
     // a node removed from the configuration disappears from the views
     store.retain_nodes(&["validator-1".into()]).await.unwrap();

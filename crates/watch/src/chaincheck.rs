@@ -35,6 +35,8 @@ pub struct CheckInput {
 
 /// Distinct heights the quick agreement check asks the reference node about, at most.
 const QUICK_HEIGHTS: usize = 32;
+/// Nodes the quick check asks again before it falls back to the full comparison, at most.
+const QUICK_SUSPECTS: usize = 64;
 
 pub struct CheckOutput {
     pub fork: Option<ForkReport>,
@@ -280,10 +282,31 @@ async fn quick(
     for (h, a) in heights.iter().zip(answers) {
         reference.insert(*h, parse::parse_hash(&a.ok()?).ok()?);
     }
-    let differs = seen
+    // A node whose seen block differs from the reference is asked once more, at that
+    // height: a block landing between `getblockcount` and `getbestblockhash` of one batch
+    // pairs a height with the next block's hash, and that is no fork. Only nodes that
+    // still differ (or too many to ask) make the full comparison run.
+    let suspects: Vec<(&str, u64)> = seen
         .iter()
         .filter(|(_, (i, hash))| reference.get(i) != Some(hash))
-        .map(|(_, (i, _))| *i)
+        .map(|(n, (i, _))| (n.as_str(), *i))
+        .collect();
+    if suspects.len() > QUICK_SUSPECTS {
+        return Some(Err(suspects.iter().map(|(_, h)| *h).min()));
+    }
+    let target = |name: &str| input.nodes.iter().find(|(t, _)| t.name == name).map(|(t, _)| t);
+    let second_look = join_all(suspects.iter().map(|&(name, h)| async move {
+        let answer = match target(name) {
+            Some(t) => hash_at(prober, t, h).await,
+            None => None,
+        };
+        (h, answer)
+    }))
+    .await;
+    let differs = second_look
+        .into_iter()
+        .filter(|(h, answer)| answer.as_ref() != reference.get(h))
+        .map(|(h, _)| h)
         .min();
     if let Some(h) = differs {
         return Some(Err(Some(h)));
