@@ -2,12 +2,11 @@
 //! mode, run in a child process so that their CPU is not counted as the watcher's.
 //!
 //! Endpoint `i` is the path `/n/{i}` on listener `i / per_listener` (a few listeners, e.g. 20
-//! for 10,000 endpoints), not a port of its own: 10,000 listening ports here plus 10,000
-//! pooled connections and 10,000 idle sentinel connections in the watcher would exceed the
-//! open-file limit (20,000) on both sides. The watcher still probes each endpoint separately
-//! (one batched POST per endpoint per interval, its own failure streak, version cache and
-//! sentinel connection); it only shares keep-alive connections between endpoints of one
-//! listener, which a fleet of 10,000 hosts would not let it do.
+//! for 10,000 endpoints), not a port of its own: 10,000 listening ports here plus the
+//! 10,000 connections accepted from the watcher would exceed the open-file limit (20,000).
+//! The watcher still treats each endpoint as its own node: one batched POST per interval on
+//! its own keep-alive connection (which is also its crash sentinel), its own failure streak
+//! and version cache.
 //!
 //! Every endpoint answers in neo-rs's JSON shapes: `getblockcount`, `getbestblockhash`,
 //! `getblockhash`, `getconnectioncount` (8), `getversion` (1000 ms blocks, 7 validators, a

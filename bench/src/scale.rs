@@ -5,8 +5,13 @@
 //! [`crate::endpoints`]), so this process holds only the watcher: its CPU is the utime +
 //! stime delta of `/proc/self/stat` over the measured window (after a warm-up), its peak RSS
 //! is `VmHWM` of `/proc/self/status`. The store is SQLite in a temporary file, as in
-//! production. Each node keeps one idle sentinel TCP connection, so RLIMIT_NOFILE is raised
-//! to its hard limit first and reported when it is too low for N endpoints.
+//! production. Each node keeps one connection open (the probe's keep-alive connection, which
+//! is also its crash sentinel), so RLIMIT_NOFILE is raised to its hard limit first and
+//! reported when it is too low for N endpoints.
+//!
+//! After the watcher, two baselines send the same requests with no neo-ir logic (a bare
+//! hyper connection per endpoint, as the prober uses, and a bare reqwest client), so the
+//! watcher's CPU is also printed as a ratio of the HTTP floor measured in the same run.
 
 use std::io::BufRead;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -34,7 +39,7 @@ pub struct Args {
     /// Length of the measured window, in seconds.
     #[arg(long, default_value_t = 30)]
     seconds: u64,
-    /// Seconds of warm-up before measuring (first probes, getversion, sentinel connections).
+    /// Seconds of warm-up before measuring (first probes, getversion, connections).
     #[arg(long, default_value_t = 10)]
     warmup: u64,
     /// Endpoints per listener in the endpoint process.
@@ -103,11 +108,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let n = args.endpoints;
     let (soft, hard) = raise_nofile();
     let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
-    // one sentinel per node, a pool of keep-alive connections, SQLite, the runtime
+    // one connection per node, the rare calls' pool, SQLite, the runtime
     let need = n as u64 + args.concurrency as u64 + 256;
     let fd_note = match soft {
         Some(s) if s < need => format!(
-            "INSUFFICIENT: {s} < {need} needed (one sentinel connection per endpoint): raise the hard limit (ulimit -Hn)"
+            "INSUFFICIENT: {s} < {need} needed (one connection per endpoint): raise the hard limit (ulimit -Hn)"
         ),
         _ => "enough".into(),
     };
@@ -404,11 +409,12 @@ impl BareClient {
     }
 }
 
-/// The floor under the watcher: every endpoint gets the probe's steady-state batch
-/// (`getblockcount`, `getbestblockhash`, `getconnectioncount`, verbose `getblockheader`)
-/// once a second, under the same concurrency bound, and the answer is read without being
-/// parsed. No sentinel, no decisions, no store. The watcher's CPU divided by this is what
-/// neo-ir's own work costs on top of HTTP.
+/// The floor under the watcher: every endpoint gets the probe's steady-state batch once a
+/// second (`getblockcount`, `getbestblockhash`, `getconnectioncount`, and every 10th
+/// second also two verbose `getblockheader`s, as a fleet over 500 nodes asks), under the
+/// same concurrency bound, and the answer is read without being parsed. No sentinel, no
+/// decisions, no store. The watcher's CPU divided by this is what neo-ir's own work costs
+/// on top of HTTP.
 async fn bare_client<F, Fut>(
     client: BareClient,
     urls: Vec<String>,
@@ -428,8 +434,14 @@ where
     const BODY: &str = concat!(
         r#"[{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]},"#,
         r#"{"jsonrpc":"2.0","id":2,"method":"getbestblockhash","params":[]},"#,
+        r#"{"jsonrpc":"2.0","id":3,"method":"getconnectioncount","params":[]}]"#
+    );
+    const BODY_WITH_HEADERS: &str = concat!(
+        r#"[{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]},"#,
+        r#"{"jsonrpc":"2.0","id":2,"method":"getbestblockhash","params":[]},"#,
         r#"{"jsonrpc":"2.0","id":3,"method":"getconnectioncount","params":[]},"#,
-        r#"{"jsonrpc":"2.0","id":4,"method":"getblockheader","params":[1,true]}]"#
+        r#"{"jsonrpc":"2.0","id":4,"method":"getblockheader","params":[2,true]},"#,
+        r#"{"jsonrpc":"2.0","id":5,"method":"getblockheader","params":[1,true]}]"#
     );
     let shared = reqwest::Client::builder()
         .no_proxy()
@@ -453,15 +465,20 @@ where
             let mut tick = tokio::time::interval_at(Instant::now() + first, Duration::from_secs(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut idle: Option<tokio::net::TcpStream> = None;
-            loop {
+            for round in 0u64.. {
                 tick.tick().await;
                 let _permit = permits.acquire().await;
+                let body = if round % 10 == i as u64 % 10 {
+                    BODY_WITH_HEADERS
+                } else {
+                    BODY
+                };
                 match client {
                     BareClient::Reqwest => {
                         let sent = shared
                             .post(&url)
                             .header("content-type", "application/json")
-                            .body(BODY)
+                            .body(body)
                             .send()
                             .await;
                         if let Ok(r) = sent {
@@ -488,7 +505,7 @@ where
                         let req = hyper::Request::post(uri.path())
                             .header("host", addr.as_str())
                             .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(BODY.as_bytes())));
+                            .body(Full::new(Bytes::from_static(body.as_bytes())));
                         let Ok(req) = req else { continue };
                         let work = async {
                             let r = send.send_request(req).await.ok()?;

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use futures::StreamExt;
 use neo_ir_core::{FailureKind, Observation, ProbeFailure, Role};
-use neo_ir_probe::{NodeTarget, ProbeConfig, ProbeError, Prober};
+use neo_ir_probe::{Headers, NodeTarget, ProbeConfig, ProbeError, Prober};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -1164,4 +1164,173 @@ async fn scrapes_share_the_concurrency_bound() {
         assert_eq!(m.error, None);
         assert_eq!((m.healthz_ok, m.readyz_ok), (Some(true), Some(true)));
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Each node's own keep-alive connection (crates/probe/src/link.rs).
+
+/// A batch answer for the three steady-state calls and `getversion` (id 4, read on the
+/// first probe only: after that the version is cached and the extra answer is ignored).
+const PLAIN_ANSWER: &str = concat!(
+    r#"[{"jsonrpc":"2.0","id":1,"result":1001},"#,
+    r#"{"jsonrpc":"2.0","id":2,"result":"0x9d3276785e7306daf59a3f3b9e31912c095598bbfb8a4476b821b0e59be4c57a"},"#,
+    r#"{"jsonrpc":"2.0","id":3,"result":7},"#,
+    r#"{"jsonrpc":"2.0","id":4,"result":{"useragent":"/test/","tcpport":20333,"nonce":1,"#,
+    r#""protocol":{"network":860833102,"msperblock":15000,"validatorscount":7}}}]"#
+);
+
+/// Read one HTTP request (head and `Content-Length` body); false when the peer closed.
+async fn read_request(sock: &mut TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return true;
+            }
+        }
+    }
+}
+
+/// A raw HTTP/1.1 server answering every request with `PLAIN_ANSWER` (keep-alive, no
+/// `Connection: close`). It serves `per_connection` requests on a connection, waits
+/// `linger`, then closes it, the way an HTTP server's idle timeout does. Returns the
+/// address and the count of accepted connections.
+async fn keep_alive_server(
+    per_connection: usize,
+    linger: Duration,
+) -> (SocketAddr, Arc<AtomicUsize>) {
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let addr = raw_server(move |mut sock| {
+        count.fetch_add(1, Ordering::SeqCst);
+        async move {
+            for _ in 0..per_connection {
+                if !read_request(&mut sock).await {
+                    return;
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                    PLAIN_ANSWER.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(PLAIN_ANSWER.as_bytes()).await;
+            }
+            tokio::time::sleep(linger).await;
+        }
+    })
+    .await;
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_node_is_probed_over_one_keep_alive_connection() {
+    let (addr, accepted) = keep_alive_server(usize::MAX, Duration::ZERO).await;
+    let p = prober(2000);
+    let t = target("kept", addr);
+    for _ in 0..5 {
+        let o = p.probe(&t, None).await;
+        assert!(o.status().is_some(), "{:?}", o.outcome);
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for five probes"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_the_node_closed_while_idle_is_replaced_without_a_failure() {
+    // one answer per connection, then the server closes it at once (without saying so)
+    let (addr, accepted) = keep_alive_server(1, Duration::ZERO).await;
+    let p = prober(2000);
+    let t = target("closing", addr);
+    for i in 0..5 {
+        let o = p.probe(&t, None).await;
+        assert!(o.status().is_some(), "probe {i}: {:?}", o.outcome);
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
+async fn connection_closed_tells_when_the_node_closes_the_idle_connection() {
+    // The node keeps the connection 300 ms after its answer, then closes it (as a process
+    // that dies would, only later).
+    let (addr, _) = keep_alive_server(1, Duration::from_millis(300)).await;
+    let p = prober(2000);
+    let t = target("closes", addr);
+    assert!(p.probe(&t, None).await.status().is_some());
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), p.connection_closed(&t))
+        .await
+        .expect("the close is noticed");
+    assert!(
+        start.elapsed() >= Duration::from_millis(100),
+        "not before the close"
+    );
+
+    // A node that keeps its connection open gives no such event.
+    let (addr, _) = keep_alive_server(usize::MAX, Duration::ZERO).await;
+    let t = target("stays", addr);
+    assert!(p.probe(&t, None).await.status().is_some());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), p.connection_closed(&t))
+            .await
+            .is_err()
+    );
+
+    // With no connection yet, the sentinel opens one itself and watches it.
+    let (addr, accepted) = keep_alive_server(usize::MAX, Duration::ZERO).await;
+    let t = target("fresh", addr);
+    let watching = tokio::spawn({
+        let (p, t) = (p.clone(), t.clone());
+        async move { p.connection_closed(&t).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while accepted.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the sentinel never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!watching.is_finished());
+    watching.abort();
+    let _ = watching.await;
+    // and the next probe uses that connection
+    assert!(p.probe(&t, None).await.status().is_some());
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_header_pair_comes_back_as_header_and_parent() {
+    let node = Node::new(Opts::default());
+    let addr = spawn_node(node.clone()).await;
+    let p = prober(2000);
+    let t = target("pair", addr);
+    let o = p.probe(&t, Headers::WithParent(1000)).await;
+    let s = o.status().unwrap_or_else(|| panic!("{:?}", o.outcome));
+    assert_eq!(s.header.as_ref().map(|h| h.index), Some(1000));
+    assert_eq!(s.parent_header.as_ref().map(|h| h.index), Some(999));
+    assert_eq!(
+        node.methods(0)[3..],
+        ["getversion", "getblockheader", "getblockheader"]
+    );
+    let o = p.probe(&t, Headers::None).await;
+    let s = o.status().unwrap();
+    assert_eq!(
+        (s.header.is_none(), s.parent_header.is_none()),
+        (true, true)
+    );
 }

@@ -154,8 +154,13 @@ async fn node_views_and_heights_round_trip() {
     assert_eq!(stored.len(), 1001);
     assert_eq!(stored[..1000], views[..]);
     let heights = store.stored_heights().await.unwrap();
-    assert!(heights.iter().any(|h| h.node == "rpc-0008" && h.height == 9_999));
-    assert!(!heights.iter().any(|h| h.node == "rpc-0007"), "no height, no row");
+    assert!(heights
+        .iter()
+        .any(|h| h.node == "rpc-0008" && h.height == 9_999));
+    assert!(
+        !heights.iter().any(|h| h.node == "rpc-0007"),
+        "no height, no row"
+    );
 
     // a node removed from the configuration disappears from the views
     store.retain_nodes(&["validator-1".into()]).await.unwrap();

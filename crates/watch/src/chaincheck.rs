@@ -294,7 +294,13 @@ async fn quick(
     if suspects.len() > QUICK_SUSPECTS {
         return Some(Err(suspects.iter().map(|(_, h)| *h).min()));
     }
-    let target = |name: &str| input.nodes.iter().find(|(t, _)| t.name == name).map(|(t, _)| t);
+    let target = |name: &str| {
+        input
+            .nodes
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, _)| t)
+    };
     let second_look = join_all(suspects.iter().map(|&(name, h)| async move {
         let answer = match target(name) {
             Some(t) => hash_at(prober, t, h).await,
