@@ -33,6 +33,16 @@ pub struct CheckInput {
     pub state_sample: Vec<String>,
 }
 
+impl CheckInput {
+    /// The target of a node taking part in the check.
+    fn target(&self, name: &str) -> Option<&NodeTarget> {
+        self.nodes
+            .iter()
+            .find(|(t, _)| t.name == name)
+            .map(|(t, _)| t)
+    }
+}
+
 /// Distinct heights the quick agreement check asks the reference node about, at most.
 const QUICK_HEIGHTS: usize = 32;
 /// Nodes the quick check asks again before it falls back to the full comparison, at most.
@@ -126,13 +136,7 @@ async fn compare(
     let mut known = HashMap::new();
     let mut requests = 0;
     let mut first_difference: Option<FirstDifference> = None;
-    let target = |name: &str| {
-        input
-            .nodes
-            .iter()
-            .find(|(t, _)| t.name == name)
-            .map(|(t, _)| t)
-    };
+    let target = |name: &str| input.target(name);
     for other in parts.iter().skip(1) {
         let (a, b) = (parts[0].nodes[0].clone(), other.nodes[0].clone());
         let diff = match input.known.get(&(a.clone(), b.clone())) {
@@ -294,13 +298,7 @@ async fn quick(
     if suspects.len() > QUICK_SUSPECTS {
         return Some(Err(suspects.iter().map(|(_, h)| *h).min()));
     }
-    let target = |name: &str| {
-        input
-            .nodes
-            .iter()
-            .find(|(t, _)| t.name == name)
-            .map(|(t, _)| t)
-    };
+    let target = |name: &str| input.target(name);
     let second_look = join_all(suspects.iter().map(|&(name, h)| async move {
         let answer = match target(name) {
             Some(t) => hash_at(prober, t, h).await,
