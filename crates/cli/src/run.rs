@@ -14,7 +14,7 @@ use crate::output;
 /// Where the incidents are: `--store URL`, else the store of `--config`, else the default.
 #[derive(clap::Args)]
 pub struct StoreArgs {
-    /// Store URL, e.g. sqlite://neo-ir.db (overrides the config file's store.url).
+    /// Store URL, e.g. sqlite://neo-ir.db or postgres://USER@HOST:5432/DB (overrides the config file's store.url).
     #[arg(long)]
     store: Option<String>,
     /// Configuration file to read store.url from.

@@ -432,11 +432,13 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .url
             .unwrap_or_else(|| DEFAULT_STORE_URL.to_string()),
     };
-    if !store.url.starts_with("sqlite:") {
+    let known = ["sqlite:", "postgres://", "postgresql://"];
+    if !known.iter().any(|p| store.url.starts_with(p)) {
         return Err(located.error(
             located.key_in_table("store", "url"),
             "store.url",
-            "expected an sqlite: URL such as \"sqlite://neo-ir.db\" (PostgreSQL comes with the multi-instance store)",
+            "expected \"sqlite://neo-ir.db\" (the default) or \"postgres://USER@HOST:5432/DATABASE\" \
+             (the password from the PGPASSWORD environment variable, not the file)",
         ));
     }
 
@@ -676,6 +678,12 @@ listen = "127.0.0.1:0"
         assert_eq!(c.probe.max_body_bytes, 8 * 1024 * 1024);
         assert_eq!(c.server.listen, DEFAULT_LISTEN);
         assert_eq!(c.store.url, DEFAULT_STORE_URL);
+        let pg = parse(
+            "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n[store]\nurl = \"postgres://neo@db:5432/neo_ir\"\n",
+            Path::new("pg.toml"),
+        )
+        .expect("a PostgreSQL store URL is accepted");
+        assert_eq!(pg.store.url, "postgres://neo@db:5432/neo_ir");
     }
 
     #[test]

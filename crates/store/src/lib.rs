@@ -1,22 +1,28 @@
 //! Durable storage of incidents, their timelines and the latest view of each node.
 //!
-//! SQLite (via sqlx, with embedded migrations) is the embedded default. Every incident change
-//! is written together with its timeline events in one transaction, so a crash at any point
-//! leaves either both or neither. The database enforces one open incident per cause.
+//! SQLite is the embedded default; PostgreSQL (`postgres://...`) is for several instances.
+//! Both have the same schema, each with its own embedded migrations (`migrations/sqlite`,
+//! `migrations/postgres`), behind one sqlx `Any` pool: every query is written once with `?`
+//! placeholders (numbered for PostgreSQL by [`Dialect::sql`]), and the two statements where
+//! the dialects differ (JSON arrays) are written twice. Every incident change is written
+//! together with its timeline events in one transaction, so a crash at any point leaves
+//! either both or neither. The database enforces one open incident per cause.
 
-use std::str::FromStr;
+use std::borrow::Cow;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use neo_ir_core::fleet::NodeView;
 use neo_ir_core::incident::{Change, Incident, Severity, Status, TimelineEvent};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported store URL {0:?}: expected sqlite://PATH or sqlite::memory:")]
+    #[error(
+        "unsupported store URL {0:?}: expected sqlite://PATH, sqlite::memory: or postgres://USER@HOST:PORT/DATABASE"
+    )]
     UnsupportedUrl(String),
     #[error("cannot open the store at {url}: {source}")]
     Open {
@@ -64,60 +70,136 @@ pub struct StoredHeight {
     pub since: Timestamp,
 }
 
+/// The SQL dialect of the store's database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The dialect of a store URL, if it is one neo-ir can use.
+    pub fn of_url(url: &str) -> Option<Dialect> {
+        if url.starts_with("sqlite:") {
+            Some(Dialect::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Dialect::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// `sql` (written with `?` placeholders) for this dialect: PostgreSQL numbers them
+    /// (`$1`, `$2`, ...). No statement here has a `?` inside a string literal.
+    pub fn sql(self, sql: &str) -> Cow<'_, str> {
+        match self {
+            Dialect::Sqlite => Cow::Borrowed(sql),
+            Dialect::Postgres => {
+                let mut out = String::with_capacity(sql.len() + 8);
+                let mut n = 0;
+                for c in sql.chars() {
+                    if c == '?' {
+                        n += 1;
+                        out.push('$');
+                        out.push_str(&n.to_string());
+                    } else {
+                        out.push(c);
+                    }
+                }
+                Cow::Owned(out)
+            }
+        }
+    }
+}
+
 /// The store handle (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    dialect: Dialect,
 }
 
 impl Store {
     /// Open (creating if needed) the store at `url` and run migrations.
     /// `sqlite://neo-ir.db` (relative to the working directory), `sqlite:///abs/path.db`,
-    /// or `sqlite::memory:` for a throw-away store.
+    /// `sqlite::memory:` for a throw-away store, or `postgres://user@host:5432/database`.
     pub async fn open(url: &str) -> Result<Store> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        let dialect =
+            Dialect::of_url(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_string()))?;
+        sqlx::any::install_default_drivers();
+        let opened = |source| StoreError::Open {
+            url: redact(url),
+            source,
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                let memory = url.contains(":memory:");
+                // create the file if missing (the `Any` driver takes options from the URL)
+                let url = if memory || url.contains('?') {
+                    url.to_string()
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                AnyPoolOptions::new()
+                    // one connection for an in-memory store: each would be its own database
+                    .max_connections(if memory { 1 } else { 4 })
+                    .after_connect(move |conn, _| {
+                        Box::pin(async move {
+                            let journal = if memory { "MEMORY" } else { "WAL" };
+                            conn.execute(
+                                format!(
+                                    "PRAGMA journal_mode = {journal}; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;"
+                                )
+                                .as_str(),
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await
+                    .map_err(opened)?
+            }
+            Dialect::Postgres => AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect(url)
+                .await
+                .map_err(opened)?,
+        };
+        match dialect {
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let memory = url.contains(":memory:");
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?
-            .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            // one connection for an in-memory store: each connection would be its own database
-            .max_connections(if memory { 1 } else { 4 })
-            .connect_with(opts)
-            .await
-            .map_err(|source| StoreError::Open {
-                url: url.to_string(),
-                source,
-            })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, dialect })
+    }
+
+    /// The SQL dialect of this store.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// `sql` for this store's dialect.
+    fn sql<'a>(&self, sql: &'a str) -> Cow<'a, str> {
+        self.dialect.sql(sql)
     }
 
     /// Is the database answering?
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query(&self.sql("SELECT 1"))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Every incident not yet resolved.
     pub async fn open_incidents(&self) -> Result<Vec<Incident>> {
-        let rows =
-            sqlx::query("SELECT * FROM incidents WHERE status <> 'resolved' ORDER BY id DESC")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            &self.sql("SELECT * FROM incidents WHERE status <> 'resolved' ORDER BY id DESC"),
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(incident_from_row).collect()
     }
 
@@ -129,7 +211,7 @@ impl Store {
         } else {
             "SELECT * FROM incidents WHERE id < ? AND status <> 'resolved' ORDER BY id DESC LIMIT ?"
         };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(&self.sql(sql))
             .bind(filter.before_id.unwrap_or(i64::MAX))
             .bind(filter.limit as i64)
             .fetch_all(&self.pool)
@@ -139,7 +221,7 @@ impl Store {
 
     /// One incident with its timeline (oldest event first).
     pub async fn incident(&self, id: i64) -> Result<Option<(Incident, Vec<TimelineEvent>)>> {
-        let Some(row) = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+        let Some(row) = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -147,9 +229,9 @@ impl Store {
             return Ok(None);
         };
         let incident = incident_from_row(&row)?;
-        let events = sqlx::query(
+        let events = sqlx::query(&self.sql(
             "SELECT at, type, message, data FROM timeline_events WHERE incident_id = ? ORDER BY id",
-        )
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?
@@ -174,9 +256,9 @@ impl Store {
             Change::Open { finding, at, event } => {
                 let ms = at.as_millisecond();
                 let id: i64 = sqlx::query(
-                    "INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
+                    &self.sql("INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
                      opened_at, resolved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
-                     RETURNING id",
+                     RETURNING id"),
                 )
                 .bind(&finding.key)
                 .bind(finding.kind.as_str())
@@ -190,7 +272,7 @@ impl Store {
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("id")?;
-                insert_event(&mut tx, id, event).await?;
+                insert_event(self.dialect, &mut tx, id, event).await?;
                 id
             }
             Change::Update {
@@ -203,10 +285,10 @@ impl Store {
                 events,
             } => {
                 let at = at.as_millisecond();
-                let done = sqlx::query(
+                let done = sqlx::query(&self.sql(
                     "UPDATE incidents SET severity = ?, nodes = ?, summary = ?, evidence = ?, \
                      updated_at = ? WHERE id = ?",
-                )
+                ))
                 .bind(severity.as_str())
                 .bind(serde_json::to_string(nodes).expect("names serialize"))
                 .bind(summary)
@@ -219,16 +301,16 @@ impl Store {
                     return Err(StoreError::NoSuchIncident(*id));
                 }
                 for e in events {
-                    insert_event(&mut tx, *id, e).await?;
+                    insert_event(self.dialect, &mut tx, *id, e).await?;
                 }
                 *id
             }
             Change::Resolve { id, at, event } => {
                 let ms = at.as_millisecond();
-                let done = sqlx::query(
+                let done = sqlx::query(&self.sql(
                     "UPDATE incidents SET status = 'resolved', resolved_at = ?, updated_at = ? \
                      WHERE id = ? AND status <> 'resolved'",
-                )
+                ))
                 .bind(ms)
                 .bind(ms)
                 .bind(id)
@@ -237,11 +319,11 @@ impl Store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NoSuchIncident(*id));
                 }
-                insert_event(&mut tx, *id, event).await?;
+                insert_event(self.dialect, &mut tx, *id, event).await?;
                 *id
             }
         };
-        let row = sqlx::query("SELECT * FROM incidents WHERE id = ?")
+        let row = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
@@ -269,26 +351,46 @@ impl Store {
             })
             .collect();
         let rows = serde_json::to_string(&rows).expect("rows serialize");
-        sqlx::query(
-            "INSERT INTO node_status (name, view, height, height_since, updated_at) \
-             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
-                    json_extract(value, '$[2]'), json_extract(value, '$[3]'), ? \
-             FROM json_each(?) WHERE true \
-             ON CONFLICT(name) DO UPDATE SET view = excluded.view, \
-             height = excluded.height, height_since = excluded.height_since, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(now.as_millisecond())
-        .bind(rows)
-        .execute(&self.pool)
-        .await?;
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "INSERT INTO node_status (name, view, height, height_since, updated_at) \
+                 SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), \
+                        json_extract(value, '$[2]'), json_extract(value, '$[3]'), ? \
+                 FROM json_each(?) WHERE true \
+                 ON CONFLICT(name) DO UPDATE SET view = excluded.view, \
+                 height = excluded.height, height_since = excluded.height_since, \
+                 updated_at = excluded.updated_at"
+            }
+            Dialect::Postgres => {
+                "INSERT INTO node_status (name, view, height, height_since, updated_at) \
+                 SELECT r->>0, r->>1, (r->>2)::bigint, (r->>3)::bigint, ? \
+                 FROM jsonb_array_elements(CAST(? AS jsonb)) AS r \
+                 ON CONFLICT(name) DO UPDATE SET view = excluded.view, \
+                 height = excluded.height, height_since = excluded.height_since, \
+                 updated_at = excluded.updated_at"
+            }
+        };
+        sqlx::query(&self.sql(sql))
+            .bind(now.as_millisecond())
+            .bind(rows)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     /// Forget nodes that are no longer configured (their old views would mislead).
     pub async fn retain_nodes(&self, names: &[String]) -> Result<()> {
         let keep = serde_json::to_string(names).expect("names serialize");
-        sqlx::query("DELETE FROM node_status WHERE name NOT IN (SELECT value FROM json_each(?))")
+        let sql = match self.dialect {
+            Dialect::Sqlite => {
+                "DELETE FROM node_status WHERE name NOT IN (SELECT value FROM json_each(?))"
+            }
+            Dialect::Postgres => {
+                "DELETE FROM node_status WHERE name NOT IN \
+                 (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
+            }
+        };
+        sqlx::query(&self.sql(sql))
             .bind(keep)
             .execute(&self.pool)
             .await?;
@@ -297,7 +399,7 @@ impl Store {
 
     /// The latest view of each node, by name.
     pub async fn nodes(&self) -> Result<Vec<NodeView>> {
-        sqlx::query("SELECT view FROM node_status ORDER BY name")
+        sqlx::query(&self.sql("SELECT view FROM node_status ORDER BY name"))
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -310,10 +412,10 @@ impl Store {
 
     /// Last known heights, to resume stall measurement after a restart.
     pub async fn stored_heights(&self) -> Result<Vec<StoredHeight>> {
-        sqlx::query(
+        sqlx::query(&self.sql(
             "SELECT name, height, height_since FROM node_status \
              WHERE height IS NOT NULL AND height_since IS NOT NULL",
-        )
+        ))
         .fetch_all(&self.pool)
         .await?
         .iter()
@@ -334,13 +436,14 @@ impl Store {
 }
 
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     incident_id: i64,
     e: &TimelineEvent,
 ) -> Result<()> {
-    sqlx::query(
+    sqlx::query(&dialect.sql(
         "INSERT INTO timeline_events (incident_id, at, type, message, data) VALUES (?, ?, ?, ?, ?)",
-    )
+    ))
     .bind(incident_id)
     .bind(e.at.as_millisecond())
     .bind(&e.event_type)
@@ -359,7 +462,7 @@ fn json(text: String) -> Result<serde_json::Value> {
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("json {text:?}: {e}")))
 }
 
-fn incident_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Incident> {
+fn incident_from_row(r: &AnyRow) -> Result<Incident> {
     let corrupt = |what: &str, e: String| StoreError::Corrupt(format!("{what}: {e}"));
     Ok(Incident {
         id: r.try_get("id")?,
@@ -387,4 +490,18 @@ fn incident_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Incident> {
             .transpose()?,
         updated_at: ts(r.try_get("updated_at")?)?,
     })
+}
+
+/// `url` with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user, host)) => {
+                let user = user.split(':').next().unwrap_or_default();
+                format!("{scheme}://{user}:<redacted>@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }

@@ -1,5 +1,8 @@
-//! The SQLite store against a real database file: changes with their timeline, one open
-//! incident per cause, survival across reopen (a restart), node views.
+//! The store against real databases, every test on both backends: a SQLite file, and a
+//! fresh database on the PostgreSQL server at 127.0.0.1:5432 (`NEO_IR_TEST_POSTGRES`
+//! overrides the URL; when no server answers, the PostgreSQL half is skipped with a printed
+//! reason). Changes with their timeline, one open incident per cause, survival across
+//! reopen (a restart), node views.
 
 use jiff::Timestamp;
 use neo_ir_core::clock::{Clock, ManualClock};
@@ -8,8 +11,76 @@ use neo_ir_core::incident::{
     reconcile, Assessment, Change, Finding, IncidentKind, Severity, Status,
 };
 use neo_ir_core::Role;
-use neo_ir_store::{ListFilter, Store};
+use neo_ir_store::{Dialect, ListFilter, Store};
+use sqlx::Connection;
 use std::time::Duration;
+
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// One database a test runs on.
+struct Db {
+    url: String,
+    /// The SQLite file's directory, removed when dropped.
+    _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL server's maintenance URL and the database made for this test.
+    made: Option<(String, String)>,
+}
+
+impl Db {
+    /// Drop the PostgreSQL database made for the test.
+    async fn cleanup(self) {
+        if let Some((admin, name)) = &self.made {
+            if let Ok(mut c) = sqlx::PgConnection::connect(admin).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut c)
+                    .await;
+            }
+        }
+    }
+}
+
+/// A fresh database on each backend for the test `name`.
+async fn databases(name: &str) -> Vec<Db> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut dbs = vec![Db {
+        url: format!("sqlite://{}/neo-ir.db", dir.path().display()),
+        _dir: Some(dir),
+        made: None,
+    }];
+    let admin = std::env::var("NEO_IR_TEST_POSTGRES").unwrap_or_else(|_| POSTGRES.to_string());
+    let connected =
+        tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&admin)).await;
+    let mut conn = match connected {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            eprintln!("skipping the PostgreSQL half of {name}: no server at {admin}: {e}");
+            return dbs;
+        }
+        Err(_) => {
+            eprintln!("skipping the PostgreSQL half of {name}: {admin} did not answer within 3 s");
+            return dbs;
+        }
+    };
+    let unique = format!(
+        "neo_ir_test_{name}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    sqlx::query(&format!("CREATE DATABASE {unique}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    dbs.push(Db {
+        url: format!("{base}/{unique}"),
+        _dir: None,
+        made: Some((admin.clone(), unique)),
+    });
+    dbs
+}
 
 fn finding(key: &str, sev: Severity) -> Finding {
     Finding {
@@ -33,15 +104,20 @@ async fn step(store: &Store, a: &Assessment, now: Timestamp) -> Vec<Change> {
 
 #[tokio::test]
 async fn incident_lifecycle_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    for db in databases("lifecycle").await {
+        lifecycle(&db.url).await;
+        db.cleanup().await;
+    }
+}
+
+async fn lifecycle(url: &str) {
     let clock = ManualClock::at_epoch_2026();
     let firing = Assessment {
         findings: vec![finding("node_down:rpc-1", Severity::P2)],
         ..Default::default()
     };
 
-    let store = Store::open(&url).await.unwrap();
+    let store = Store::open(url).await.unwrap();
     step(&store, &firing, clock.now()).await;
     clock.advance(Duration::from_secs(1));
     assert!(step(&store, &firing, clock.now()).await.is_empty());
@@ -50,7 +126,7 @@ async fn incident_lifecycle_survives_reopen() {
     store.close().await;
 
     // "restart": a new handle on the same file resumes the same incident
-    let store = Store::open(&url).await.unwrap();
+    let store = Store::open(url).await.unwrap();
     let mut raised = firing.clone();
     raised.findings[0].severity = Severity::P1;
     clock.advance(Duration::from_secs(1));
@@ -84,7 +160,16 @@ async fn incident_lifecycle_survives_reopen() {
 
 #[tokio::test]
 async fn database_refuses_a_second_open_incident_for_one_cause() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+    for db in databases("one_open").await {
+        one_open_per_cause(&db.url).await;
+        db.cleanup().await;
+    }
+    // and the in-memory SQLite store behaves the same
+    one_open_per_cause("sqlite::memory:").await;
+}
+
+async fn one_open_per_cause(url: &str) {
+    let store = Store::open(url).await.unwrap();
     let now = Timestamp::from_second(1_767_225_600).unwrap();
     let a = Assessment {
         findings: vec![finding("node_down:rpc-1", Severity::P2)],
@@ -99,7 +184,14 @@ async fn database_refuses_a_second_open_incident_for_one_cause() {
 
 #[tokio::test]
 async fn node_views_and_heights_round_trip() {
-    let store = Store::open("sqlite::memory:").await.unwrap();
+    for db in databases("views").await {
+        views_round_trip(&db.url).await;
+        db.cleanup().await;
+    }
+}
+
+async fn views_round_trip(url: &str) {
+    let store = Store::open(url).await.unwrap();
     let since = Timestamp::from_second(1_767_225_600).unwrap();
     let view = NodeView {
         name: "validator-1".into(),
@@ -173,4 +265,24 @@ async fn node_views_and_heights_round_trip() {
 async fn bad_url_is_a_clear_error() {
     let e = Store::open("mysql://x").await.unwrap_err();
     assert!(e.to_string().contains("unsupported store URL"), "{e}");
+    // a PostgreSQL URL nobody answers: an error naming the URL, never the password
+    let e = Store::open("postgres://neo:hunter2@127.0.0.1:1/neo")
+        .await
+        .unwrap_err();
+    let shown = e.to_string();
+    assert!(shown.contains("127.0.0.1:1/neo"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn placeholders_are_numbered_for_postgres() {
+    let sql = "SELECT * FROM incidents WHERE id < ? AND status <> 'resolved' LIMIT ?";
+    assert_eq!(Dialect::Sqlite.sql(sql), sql);
+    assert_eq!(
+        Dialect::Postgres.sql(sql),
+        "SELECT * FROM incidents WHERE id < $1 AND status <> 'resolved' LIMIT $2"
+    );
+    assert_eq!(Dialect::of_url("postgresql://x/y"), Some(Dialect::Postgres));
+    assert_eq!(Dialect::of_url("sqlite::memory:"), Some(Dialect::Sqlite));
+    assert_eq!(Dialect::of_url("mysql://x"), None);
 }
