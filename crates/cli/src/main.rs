@@ -131,7 +131,9 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         // the demo prints its own story; library logs would only repeat it
         Command::Demo(_) => "error",
-        _ => "info",
+        // PostgreSQL's notices ("relation ... already exists, skipping" on every start) are
+        // not news to an operator
+        _ => "info,sqlx::postgres::notice=warn",
     };
     init_logging(cli.log_level.as_deref(), default_level, cli.log_format);
 
