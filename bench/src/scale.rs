@@ -195,6 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         store: StoreSettings { url: store_url },
         server: ServerSettings {
             listen: "127.0.0.1:0".into(),
+            ..ServerSettings::default()
         },
     };
     println!(

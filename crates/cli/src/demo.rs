@@ -94,6 +94,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         },
         server: ServerSettings {
             listen: addr.to_string(),
+            ..ServerSettings::default()
         },
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -105,6 +105,30 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Declare an incident a person saw (a user report; playbook phase 1). Detection never
+    /// resolves a declared incident.
+    ///
+    /// Example: neo-ir declare --severity P2 --kind performance_degradation --summary "exchanges report slow RPC" --node rpc-1
+    Declare {
+        /// P1, P2, P3 or P4.
+        #[arg(long)]
+        severity: String,
+        /// node_down, sync_failure, consensus_failure, split_brain, data_corruption,
+        /// network_attack or performance_degradation.
+        #[arg(long)]
+        kind: String,
+        /// What was reported.
+        #[arg(long)]
+        summary: String,
+        /// An affected node (repeat for several).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Print the incident as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +181,14 @@ fn main() -> ExitCode {
                 action: IncidentAction::Show { id, json, store },
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
+            Command::Declare {
+                severity,
+                kind,
+                summary,
+                nodes,
+                json,
+                store,
+            } => run::declare(&severity, &kind, &summary, nodes, json, store).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Init {
                 network,

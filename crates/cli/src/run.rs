@@ -70,6 +70,7 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the store {}", cfg.store.url))?;
     let listen = cfg.server.listen.clone();
     let store_url = cfg.store.url.clone();
+    let auth = api_auth(&path, &cfg.server)?;
     // built first: a missing password stops the start before anything listens
     let watcher = Watcher::new(cfg, store.clone())?;
     let (listener, addr) = neo_ir_server::bind(&listen)
@@ -80,9 +81,14 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut rx = stop_rx.clone();
-        tokio::spawn(neo_ir_server::serve(listener, store.clone(), async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }))
+        tokio::spawn(neo_ir_server::serve_with(
+            listener,
+            store.clone(),
+            auth,
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
     };
     let mut rx = stop_rx.clone();
     let watching = tokio::spawn(watcher.run(async move {
@@ -170,6 +176,104 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     net.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `neo-ir declare`: a person's incident, stored with who declared it (the OS user).
+pub async fn declare(
+    severity: &str,
+    kind: &str,
+    summary: &str,
+    nodes: Vec<String>,
+    json: bool,
+    store: StoreArgs,
+) -> anyhow::Result<ExitCode> {
+    use neo_ir_core::incident::{declare, Actor, IncidentKind, Severity};
+    let kind: IncidentKind = match kind.parse() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: --kind: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let severity: Severity = match severity.parse() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --severity: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let summary = summary.trim();
+    if summary.is_empty() || summary.chars().count() > neo_ir_server::MAX_SUMMARY {
+        eprintln!(
+            "error: --summary must be 1 to {} characters",
+            neo_ir_server::MAX_SUMMARY
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let who = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let actor = Actor {
+        who,
+        from: "cli".into(),
+    };
+    let store = store.open().await?;
+    let change = declare(
+        kind,
+        severity,
+        summary,
+        nodes,
+        &actor,
+        jiff::Timestamp::now(),
+    );
+    let incident = store.apply(&change).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&incident)?);
+    } else {
+        println!(
+            "declared incident #{}: {} {} by {}: {}",
+            incident.id, incident.severity, incident.kind, actor.who, incident.summary
+        );
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The API's tokens with their secrets, read from the environment or from files. A token
+/// whose secret is missing stops the start (exit 2), naming the file and the key.
+fn api_auth(
+    path: &std::path::Path,
+    server: &neo_ir_core::config::ServerSettings,
+) -> Result<neo_ir_server::Auth, config::ConfigError> {
+    use neo_ir_core::config::SecretSource;
+    let mut tokens = Vec::new();
+    for t in &server.tokens {
+        let missing = |message: String| config::ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: Some(format!("server.tokens ({})", t.name)),
+            message,
+        };
+        let secret = match &t.source {
+            SecretSource::Env(var) => std::env::var(var)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| missing(format!("environment variable {var} is not set")))?,
+            SecretSource::File(file) => std::fs::read_to_string(file)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| missing(format!("cannot read a token from {}", file.display())))?,
+        };
+        tokens.push(neo_ir_server::Token {
+            name: t.name.clone(),
+            secret: secret.trim().to_string(),
+            access: t.access,
+        });
+    }
+    Ok(neo_ir_server::Auth {
+        tokens,
+        protect_reads: server.protect_reads,
+    })
 }
 
 pub async fn incidents(all: bool, json: bool, store: StoreArgs) -> anyhow::Result<ExitCode> {

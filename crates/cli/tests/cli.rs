@@ -91,6 +91,67 @@ fn empty_store_lists_no_incidents() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("incident 7 does not exist"));
 }
 
+#[test]
+fn declare_stores_a_person_s_incident_with_who_declared_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/x.db", dir.path().display());
+    let out = neo_ir()
+        .env("USER", "alice")
+        .args([
+            "declare",
+            "--severity",
+            "P2",
+            "--kind",
+            "performance_degradation",
+            "--summary",
+            "exchanges report slow RPC",
+            "--node",
+            "rpc-1",
+            "--json",
+            "--store",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["severity"], "P2");
+    assert_eq!(v["nodes"], serde_json::json!(["rpc-1"]));
+    let id = v["id"].as_i64().unwrap().to_string();
+    let out = neo_ir()
+        .args(["incident", "show", &id, "--json", "--store", &url])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["timeline"][0]["data"]["declared_by"], "alice");
+    assert_eq!(shown["timeline"][0]["data"]["from"], "cli");
+
+    // a wrong severity or kind is a usage error (exit 2) and stores nothing
+    for (flag, value) in [("--severity", "P7"), ("--kind", "meteor")] {
+        let mut args = vec![
+            "declare",
+            "--severity",
+            "P2",
+            "--kind",
+            "node_down",
+            "--summary",
+            "x",
+            "--store",
+            &url,
+        ];
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = value;
+        let out = neo_ir().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {out:?}");
+    }
+    let out = neo_ir()
+        .args(["incidents", "--json", "--store", &url])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["incidents"].as_array().unwrap().len(), 1);
+}
+
 /// `neo-ir sim` in one process, `neo-ir watch` in another, a fault through the control API,
 /// the incident read back with the CLI, and SIGTERM stopping the watcher cleanly.
 #[test]

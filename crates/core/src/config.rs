@@ -107,14 +107,46 @@ impl Default for StoreSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
     pub listen: String,
+    /// Bearer tokens of the API. Mutating endpoints need a `write` token; without any token
+    /// configured, nothing can be changed over the API.
+    pub tokens: Vec<ApiToken>,
+    /// Whether the read-only endpoints need a token too (default: open).
+    pub protect_reads: bool,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN.to_string(),
+            tokens: Vec::new(),
+            protect_reads: false,
         }
     }
+}
+
+/// One API bearer token, by reference: its value comes from an environment variable or a
+/// file, never from the configuration itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Who holds it; the audit log names mutations by it.
+    pub name: String,
+    pub source: SecretSource,
+    pub access: Access,
+}
+
+/// Where a secret is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(std::path::PathBuf),
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    Read,
+    Write,
 }
 
 /// A configuration error: where it is and what was expected.
@@ -223,6 +255,18 @@ struct RawStore {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<String>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+    protect_reads: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    env: Option<String>,
+    file: Option<std::path::PathBuf>,
+    access: Access,
 }
 
 /// Read and validate a configuration file.
@@ -442,11 +486,37 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
+    let mut tokens = Vec::with_capacity(raw.server.tokens.len());
+    for (i, t) in raw.server.tokens.into_iter().enumerate() {
+        let source = match (t.env, t.file) {
+            (Some(env), None) if !env.is_empty() => SecretSource::Env(env),
+            (None, Some(file)) => SecretSource::File(file),
+            _ => return Err(located.error(
+                located.nth_key_in_table("server.tokens", i, "name"),
+                &format!("server.tokens[{i}]"),
+                "needs exactly one of `env` (an environment variable) or `file` holding the token",
+            )),
+        };
+        if t.name.is_empty() || tokens.iter().any(|o: &ApiToken| o.name == t.name) {
+            return Err(located.error(
+                located.nth_key_in_table("server.tokens", i, "name"),
+                &format!("server.tokens[{i}].name"),
+                "needs a name of its own (the audit log names mutations by it)",
+            ));
+        }
+        tokens.push(ApiToken {
+            name: t.name,
+            source,
+            access: t.access,
+        });
+    }
     let server = ServerSettings {
         listen: raw
             .server
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        tokens,
+        protect_reads: raw.server.protect_reads.unwrap_or(false),
     };
     if server.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(located.error(
@@ -668,6 +738,56 @@ listen = "127.0.0.1:0"
     }
 
     #[test]
+    fn api_tokens_by_reference() {
+        let head = "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n[server]\nprotect_reads = true\n";
+        let good = format!(
+            "{head}[[server.tokens]]\nname = \"ops\"\nenv = \"NEO_IR_TOKEN_OPS\"\naccess = \"write\"\n\
+             [[server.tokens]]\nname = \"grafana\"\nfile = \"/etc/neo-ir/grafana.token\"\naccess = \"read\"\n"
+        );
+        let c = parse(&good, Path::new("t.toml")).unwrap();
+        assert!(c.server.protect_reads);
+        assert_eq!(
+            c.server.tokens,
+            [
+                ApiToken {
+                    name: "ops".into(),
+                    source: SecretSource::Env("NEO_IR_TOKEN_OPS".into()),
+                    access: Access::Write,
+                },
+                ApiToken {
+                    name: "grafana".into(),
+                    source: SecretSource::File("/etc/neo-ir/grafana.token".into()),
+                    access: Access::Read,
+                },
+            ]
+        );
+        for (bad, key) in [
+            (
+                "[[server.tokens]]\nname = \"x\"\nenv = \"A\"\nfile = \"/f\"\naccess = \"read\"\n",
+                "server.tokens[0]",
+            ),
+            (
+                "[[server.tokens]]\nname = \"x\"\naccess = \"read\"\n",
+                "server.tokens[0]",
+            ),
+            (
+                "[[server.tokens]]\nname = \"x\"\nenv = \"A\"\naccess = \"read\"\n[[server.tokens]]\nname = \"x\"\nenv = \"B\"\naccess = \"write\"\n",
+                "server.tokens[1].name",
+            ),
+        ] {
+            let e = parse(&format!("{head}{bad}"), Path::new("t.toml")).unwrap_err();
+            assert_eq!(e.key.as_deref(), Some(key), "{e}");
+            assert!(e.line.is_some(), "{e}");
+        }
+        let e = parse(
+            &format!("{head}[[server.tokens]]\nname = \"x\"\nenv = \"A\"\naccess = \"admin\"\n"),
+            Path::new("t.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("admin"), "{e}");
+    }
+
+    #[test]
     fn defaults_apply() {
         let c = parse(
             "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n",
@@ -683,6 +803,7 @@ listen = "127.0.0.1:0"
             Path::new("pg.toml"),
         )
         .expect("a PostgreSQL store URL is accepted");
+        assert!(c.server.tokens.is_empty() && !c.server.protect_reads);
         assert_eq!(pg.store.url, "postgres://neo@db:5432/neo_ir");
     }
 

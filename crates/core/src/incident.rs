@@ -157,6 +157,66 @@ pub struct Finding {
     pub evidence: serde_json::Value,
 }
 
+/// Keys of incidents people declared (playbook phase 1: a user report) start with this.
+/// No detector fires them, so no detection round resolves them: people do.
+pub const DECLARED_PREFIX: &str = "declared:";
+
+/// Who declared an incident, and from where (the audit part of its `opened` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// A token name for the API, the OS user for the CLI.
+    pub who: String,
+    /// `api 10.0.0.7:51234`, `cli`.
+    pub from: String,
+}
+
+/// A person's declaration of an incident, as the change that opens it. The key is unique
+/// per declaration (the time and a per-process sequence), so two declarations are two
+/// incidents.
+pub fn declare(
+    kind: IncidentKind,
+    severity: Severity,
+    summary: &str,
+    mut nodes: Vec<String>,
+    actor: &Actor,
+    now: Timestamp,
+) -> Change {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    nodes.sort();
+    nodes.dedup();
+    let key = format!(
+        "{DECLARED_PREFIX}{}-{}-{}",
+        now.as_millisecond(),
+        std::process::id(),
+        SEQUENCE.fetch_add(1, Ordering::Relaxed)
+    );
+    let finding = Finding {
+        key,
+        kind,
+        severity,
+        nodes,
+        summary: summary.to_string(),
+        evidence: serde_json::json!({"declared_by": actor.who, "from": actor.from}),
+    };
+    let event = TimelineEvent::new(
+        now,
+        EventType::Opened,
+        format!("{severity} {kind} declared by {}: {summary}", actor.who),
+        serde_json::json!({
+            "severity": severity,
+            "nodes": finding.nodes,
+            "declared_by": actor.who,
+            "from": actor.from,
+        }),
+    );
+    Change::Open {
+        finding,
+        at: now,
+        event,
+    }
+}
+
 /// The outcome of one detection round.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Assessment {
@@ -319,7 +379,10 @@ pub fn reconcile(open: &[Incident], assessment: &Assessment, now: Timestamp) -> 
     }
 
     for inc in by_key.values() {
-        if firing.contains(inc.key.as_str()) || assessment.undecided.contains(&inc.key) {
+        if firing.contains(inc.key.as_str())
+            || assessment.undecided.contains(&inc.key)
+            || inc.key.starts_with(DECLARED_PREFIX)
+        {
             continue;
         }
         let lasted_ms = crate::clock::millis_between(inc.opened_at, now);
@@ -367,6 +430,51 @@ mod tests {
             nodes: nodes.iter().map(|s| s.to_string()).collect(),
             summary: format!("{key} fired"),
             evidence: serde_json::json!({"n": 1}),
+        }
+    }
+
+    #[test]
+    fn a_declared_incident_is_never_resolved_by_a_detection_round() {
+        let clock = ManualClock::at_epoch_2026();
+        let actor = Actor {
+            who: "ops".into(),
+            from: "api 127.0.0.1:5000".into(),
+        };
+        let first = declare(
+            IncidentKind::PerformanceDegradation,
+            Severity::P3,
+            "users report slow RPC",
+            vec!["rpc-2".into(), "rpc-1".into(), "rpc-2".into()],
+            &actor,
+            clock.now(),
+        );
+        let second = declare(
+            IncidentKind::PerformanceDegradation,
+            Severity::P3,
+            "users report slow RPC",
+            vec![],
+            &actor,
+            clock.now(),
+        );
+        let (Change::Open { finding, event, .. }, Change::Open { finding: other, .. }) =
+            (&first, &second)
+        else {
+            panic!("declarations open incidents");
+        };
+        assert!(finding.key.starts_with(DECLARED_PREFIX));
+        assert_ne!(finding.key, other.key, "two declarations, two incidents");
+        assert_eq!(finding.nodes, ["rpc-1", "rpc-2"]);
+        assert_eq!(event.event_type, "opened");
+        assert_eq!(event.data["declared_by"], "ops");
+        assert_eq!(event.data["from"], "api 127.0.0.1:5000");
+
+        let mut open = Vec::new();
+        let mut next = 0;
+        apply(&mut open, vec![first], &mut next);
+        for _ in 0..3 {
+            clock.advance(Duration::from_secs(60));
+            let changes = reconcile(&open, &Assessment::default(), clock.now());
+            assert!(changes.is_empty(), "{changes:?}");
         }
     }
 

@@ -1,18 +1,26 @@
-//! neo-ir's HTTP API: `/api/v1/incidents`, `/api/v1/incidents/{id}`, `/api/v1/nodes`, and
-//! `/healthz` / `/readyz`. Read-only in this version; everything it serves comes from the
-//! store, so any instance sharing the store serves the same answers.
+//! neo-ir's HTTP API: `/api/v1/incidents` (list; `POST` declares an incident),
+//! `/api/v1/incidents/{id}`, `/api/v1/nodes`, and `/healthz` / `/readyz`. Everything it
+//! serves comes from the store, so any instance sharing the store serves the same answers.
+//!
+//! Mutations need a bearer token with `write` access (`[[server.tokens]]`, compared in
+//! constant time); the mutation's timeline event names the token and the client address
+//! (the audit log). Reads are open unless `server.protect_reads`. 401 without a valid
+//! token, 403 for a read-only token on a mutation.
 //!
 //! Errors have the shape `{"error": {"code": "not_found", "message": "..."}}`.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, FromRef, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use neo_ir_core::incident::{Incident, TimelineEvent};
+use neo_ir_core::config::Access;
+use neo_ir_core::incident::{declare, Actor, Incident, IncidentKind, Severity, TimelineEvent};
 use neo_ir_store::{ListFilter, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -21,27 +29,142 @@ use tokio::net::TcpListener;
 /// Largest page of incidents one request may ask for.
 pub const MAX_LIMIT: u32 = 500;
 
-/// Build the API router over a store.
+/// Longest summary a declared incident may have, in characters.
+pub const MAX_SUMMARY: usize = 500;
+
+/// One bearer token the API accepts.
+#[derive(Clone)]
+pub struct Token {
+    pub name: String,
+    pub secret: String,
+    pub access: Access,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .field("access", &self.access)
+            .finish()
+    }
+}
+
+/// Who may do what over the API.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub tokens: Vec<Token>,
+    /// Reads need a token too.
+    pub protect_reads: bool,
+}
+
+impl Auth {
+    /// The name of the token in `headers` if it grants `needed`: 401 without a valid token,
+    /// 403 when it is read-only and `needed` is write. Every token is compared, in constant
+    /// time, whatever matched first.
+    pub fn check(&self, headers: &HeaderMap, needed: Access) -> Result<String, ApiError> {
+        use subtle::ConstantTimeEq;
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or_default();
+        let mut found: Option<&Token> = None;
+        for t in &self.tokens {
+            let same: bool = t.secret.as_bytes().ct_eq(given.as_bytes()).into();
+            if same && !given.is_empty() {
+                found = Some(t);
+            }
+        }
+        match found {
+            None => Err(ApiError::unauthorized(
+                "a valid bearer token is needed (Authorization: Bearer ...)",
+            )),
+            Some(t) if needed == Access::Write && t.access == Access::Read => Err(
+                ApiError::forbidden(format!("token {:?} is read-only", t.name)),
+            ),
+            Some(t) => Ok(t.name.clone()),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Store,
+    auth: Arc<Auth>,
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(s: &AppState) -> Store {
+        s.store.clone()
+    }
+}
+
+/// Build the API router over a store: reads open, no mutations (no token configured).
 pub fn router(store: Store) -> Router {
+    router_with(store, Auth::default())
+}
+
+/// Build the API router over a store with its tokens.
+pub fn router_with(store: Store, auth: Auth) -> Router {
+    let state = AppState {
+        store,
+        auth: Arc::new(auth),
+    };
+    let reads = Router::new()
+        .route(
+            "/api/v1/incidents",
+            get(list_incidents).post(declare_incident),
+        )
+        .route("/api/v1/incidents/{id}", get(get_incident))
+        .route("/api/v1/nodes", get(list_nodes))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard_reads,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/api/v1/incidents", get(list_incidents))
-        .route("/api/v1/incidents/{id}", get(get_incident))
-        .route("/api/v1/nodes", get(list_nodes))
+        .merge(reads)
         .fallback(not_found)
-        .with_state(store)
+        .with_state(state)
 }
 
-/// Serve the API on `listener` until `shutdown` completes.
+/// Reads need a token only with `protect_reads`; mutations check their own (write) token.
+async fn guard_reads(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if state.auth.protect_reads && req.method() == axum::http::Method::GET {
+        state.auth.check(req.headers(), Access::Read)?;
+    }
+    Ok(next.run(req).await)
+}
+
+/// Serve the API on `listener` until `shutdown` completes: reads open, no mutations.
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, store, Auth::default(), shutdown).await
+}
+
+/// Serve the API with its tokens on `listener` until `shutdown` completes.
+pub async fn serve_with(
+    listener: TcpListener,
+    store: Store,
+    auth: Auth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router_with(store, auth).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Bind `addr` (use port 0 in tests) and return the listener and the bound address.
@@ -71,6 +194,20 @@ impl ApiError {
         Self {
             status: StatusCode::BAD_REQUEST,
             code: "bad_request",
+            message: message.into(),
+        }
+    }
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: message.into(),
+        }
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
             message: message.into(),
         }
     }
@@ -197,6 +334,53 @@ async fn get_incident(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("incident {n} does not exist")))?;
     Ok(Json(IncidentDetail { incident, timeline }))
+}
+
+/// `POST /api/v1/incidents`: a person declares an incident (a user report).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Declaration {
+    kind: String,
+    severity: String,
+    summary: String,
+    #[serde(default)]
+    nodes: Vec<String>,
+}
+
+async fn declare_incident(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<Incident>), ApiError> {
+    let (parts, body) = req.into_parts();
+    let who = state.auth.check(&parts.headers, Access::Write)?;
+    let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
+    let d: Declaration = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid declaration: {e}")))?;
+    let kind: IncidentKind = d.kind.parse().map_err(ApiError::bad_request)?;
+    let severity: Severity = d.severity.parse().map_err(ApiError::bad_request)?;
+    let summary = d.summary.trim();
+    if summary.is_empty() || summary.chars().count() > MAX_SUMMARY {
+        return Err(ApiError::bad_request(format!(
+            "summary must be 1 to {MAX_SUMMARY} characters"
+        )));
+    }
+    let from = match connected {
+        Some(ConnectInfo(addr)) => format!("api {addr}"),
+        None => "api".to_string(),
+    };
+    let change = declare(
+        kind,
+        severity,
+        summary,
+        d.nodes,
+        &Actor { who, from },
+        jiff::Timestamp::now(),
+    );
+    let incident = state.store.apply(&change).await?;
+    Ok((StatusCode::CREATED, Json(incident)))
 }
 
 async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {

@@ -135,3 +135,146 @@ async fn incidents_nodes_health_and_errors() {
     assert_eq!(s, 200);
     assert!(body["nodes"].as_array().unwrap().is_empty());
 }
+
+async fn start_with(
+    store: Store,
+    auth: neo_ir_server::Auth,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(neo_ir_server::serve_with(listener, store, auth, async {
+        let _ = rx.await;
+    }));
+    (format!("http://{addr}"), tx)
+}
+
+fn tokens() -> neo_ir_server::Auth {
+    use neo_ir_core::config::Access;
+    neo_ir_server::Auth {
+        tokens: vec![
+            neo_ir_server::Token {
+                name: "ops".into(),
+                secret: "w-secret-123".into(),
+                access: Access::Write,
+            },
+            neo_ir_server::Token {
+                name: "dashboard".into(),
+                secret: "r-secret-456".into(),
+                access: Access::Read,
+            },
+        ],
+        protect_reads: false,
+    }
+}
+
+#[tokio::test]
+async fn declaring_needs_a_write_token_and_is_audited() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let (base, _stop) = start_with(store.clone(), tokens()).await;
+    let http = reqwest::Client::new();
+    let url = format!("{base}/api/v1/incidents");
+    let body = serde_json::json!({
+        "kind": "performance_degradation",
+        "severity": "P3",
+        "summary": "exchanges report slow RPC answers",
+        "nodes": ["rpc-1"]
+    });
+    let post = |token: Option<&'static str>| {
+        let mut r = http.post(&url).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    assert_eq!(post(None).await.unwrap().status(), 401);
+    assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
+    let r = post(Some("r-secret-456")).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "forbidden");
+    assert!(store.open_incidents().await.unwrap().is_empty());
+
+    let r = post(Some("w-secret-123")).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["kind"], "performance_degradation");
+    assert_eq!(created["severity"], "P3");
+    let id = created["id"].as_i64().unwrap();
+    let detail: Value = http
+        .get(format!("{base}/api/v1/incidents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let opened = &detail["timeline"][0];
+    assert_eq!(opened["type"], "opened");
+    assert_eq!(opened["data"]["declared_by"], "ops");
+    assert!(
+        opened["data"]["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("api 127.0.0.1:"),
+        "{opened}"
+    );
+    // a detection round does not resolve what a person declared
+    let open = store.open_incidents().await.unwrap();
+    assert!(reconcile(&open, &Assessment::default(), Timestamp::now()).is_empty());
+
+    // bad declarations are clear errors and store nothing
+    for bad in [
+        serde_json::json!({"kind": "meteor", "severity": "P3", "summary": "x"}),
+        serde_json::json!({"kind": "node_down", "severity": "P9", "summary": "x"}),
+        serde_json::json!({"kind": "node_down", "severity": "P2", "summary": "  "}),
+        serde_json::json!({"kind": "node_down", "severity": "P2", "summary": "x", "extra": 1}),
+    ] {
+        let r = http
+            .post(&url)
+            .bearer_auth("w-secret-123")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    assert_eq!(store.open_incidents().await.unwrap().len(), 1);
+
+    // reads stay open unless protected
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+    let mut protected = tokens();
+    protected.protect_reads = true;
+    let (base2, _stop2) = start_with(store.clone(), protected).await;
+    let list = format!("{base2}/api/v1/incidents");
+    assert_eq!(http.get(&list).send().await.unwrap().status(), 401);
+    let r = http
+        .get(&list)
+        .bearer_auth("r-secret-456")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        http.get(format!("{base2}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn without_tokens_nothing_can_be_changed() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let (base, _stop) = start(store.clone()).await;
+    let r = reqwest::Client::new()
+        .post(format!("{base}/api/v1/incidents"))
+        .bearer_auth("anything")
+        .json(&serde_json::json!({"kind": "node_down", "severity": "P2", "summary": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(store.open_incidents().await.unwrap().is_empty());
+}

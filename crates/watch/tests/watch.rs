@@ -47,6 +47,7 @@ fn config(net: &SimNetwork, store_url: &str) -> Config {
         },
         server: ServerSettings {
             listen: "127.0.0.1:0".into(),
+            ..ServerSettings::default()
         },
     }
 }
