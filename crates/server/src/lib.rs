@@ -183,44 +183,35 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn not_found(message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::NOT_FOUND,
-            code: "not_found",
+            status,
+            code,
             message: message.into(),
         }
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
     fn bad_request(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            code: "bad_request",
-            message: message.into(),
-        }
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     fn unauthorized(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message: message.into(),
-        }
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
     fn forbidden(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::FORBIDDEN,
-            code: "forbidden",
-            message: message.into(),
-        }
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 }
 
 impl From<neo_ir_store::StoreError> for ApiError {
     fn from(e: neo_ir_store::StoreError) -> Self {
         tracing::error!(error = %e, "store error while serving the API");
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "store_unavailable",
-            message: e.to_string(),
-        }
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
     }
 }
 
