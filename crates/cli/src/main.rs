@@ -105,6 +105,16 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Acknowledge an incident: you are on it. Records who (the OS user) and whether it was
+    /// within the severity's response target (P1 15 min, P2 30 min, P3 2 h, P4 24 h).
+    ///
+    /// Example: neo-ir ack 12
+    Ack {
+        /// The incident id.
+        id: i64,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
     /// Declare an incident a person saw (a user report; playbook phase 1). Detection never
     /// resolves a declared incident.
     ///
@@ -181,6 +191,7 @@ fn main() -> ExitCode {
                 action: IncidentAction::Show { id, json, store },
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
+            Command::Ack { id, store } => run::ack(id, store).await,
             Command::Declare {
                 severity,
                 kind,

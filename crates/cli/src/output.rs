@@ -73,6 +73,27 @@ pub fn incident_detail(i: &Incident, timeline: &[TimelineEvent]) -> String {
             let _ = writeln!(out, "Resolved: not yet");
         }
     }
+    match (i.acked_at, &i.acked_by, i.ack_due_at) {
+        (Some(at), by, _) => {
+            let ms = neo_ir_core::clock::millis_between(i.opened_at, at);
+            let _ = writeln!(
+                out,
+                "Acked:    {} by {} (after {})",
+                local(at),
+                by.as_deref().unwrap_or("someone"),
+                human_ms(ms)
+            );
+        }
+        (None, _, Some(due)) => {
+            let missed = if i.ack_breached_at.is_some() {
+                ", MISSED"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "Acked:    not yet (due {}{missed})", local(due));
+        }
+        (None, _, None) => {}
+    }
     let _ = writeln!(out, "Evidence:");
     if let Some(map) = i.evidence.as_object() {
         for (k, v) in map {

@@ -178,6 +178,59 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The person running the CLI, for the audit trail.
+fn cli_actor() -> neo_ir_core::incident::Actor {
+    let who = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    neo_ir_core::incident::Actor {
+        who,
+        from: "cli".into(),
+    }
+}
+
+/// `neo-ir ack ID`: exit 0 when acknowledged (now or earlier), 1 when the incident does not
+/// exist or is resolved.
+pub async fn ack(id: i64, store: StoreArgs) -> anyhow::Result<ExitCode> {
+    let store = store.open().await?;
+    let actor = cli_actor();
+    let code = match store.acknowledge(id, &actor, jiff::Timestamp::now()).await {
+        Ok(neo_ir_store::Ack::Done(i)) => {
+            let late = match (i.acked_at, i.ack_due_at) {
+                (Some(at), Some(due)) if at > due => " (after its response target)",
+                _ => "",
+            };
+            println!(
+                "acknowledged incident #{} ({} {}) as {}{late}",
+                i.id, i.severity, i.kind, actor.who
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(neo_ir_store::Ack::Already(i)) => {
+            println!(
+                "incident #{} was already acknowledged by {}",
+                i.id,
+                i.acked_by.as_deref().unwrap_or("someone")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(neo_ir_store::Ack::Resolved(i)) => {
+            eprintln!(
+                "error: incident {} is resolved; there is nothing to acknowledge",
+                i.id
+            );
+            ExitCode::from(1)
+        }
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
+            eprintln!("error: incident {id} does not exist");
+            ExitCode::from(1)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    store.close().await;
+    Ok(code)
+}
+
 /// `neo-ir declare`: a person's incident, stored with who declared it (the OS user).
 pub async fn declare(
     severity: &str,
@@ -187,7 +240,7 @@ pub async fn declare(
     json: bool,
     store: StoreArgs,
 ) -> anyhow::Result<ExitCode> {
-    use neo_ir_core::incident::{declare, Actor, IncidentKind, Severity};
+    use neo_ir_core::incident::{declare, IncidentKind, Severity};
     let kind: IncidentKind = match kind.parse() {
         Ok(k) => k,
         Err(e) => {
@@ -210,13 +263,7 @@ pub async fn declare(
         );
         return Ok(ExitCode::from(2));
     }
-    let who = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let actor = Actor {
-        who,
-        from: "cli".into(),
-    };
+    let actor = cli_actor();
     let store = store.open().await?;
     let change = declare(
         kind,

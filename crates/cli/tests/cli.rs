@@ -150,6 +150,32 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
         .unwrap();
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["incidents"].as_array().unwrap().len(), 1);
+
+    // acknowledged by the OS user; twice is fine; an unknown incident exits 1
+    let out = neo_ir()
+        .env("USER", "bob")
+        .args(["ack", &id, "--store", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as bob"));
+    let out = neo_ir()
+        .args(["ack", &id, "--store", &url])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already acknowledged by bob"));
+    let out = neo_ir()
+        .args(["ack", "4242", "--store", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = neo_ir()
+        .args(["incident", "show", &id, "--json", "--store", &url])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["acked_by"], "bob");
+    assert_eq!(shown["timeline"][1]["type"], "acknowledged");
 }
 
 /// `neo-ir sim` in one process, `neo-ir watch` in another, a fault through the control API,

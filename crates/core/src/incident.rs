@@ -85,6 +85,18 @@ impl Severity {
         }
     }
 
+    /// The playbook's response-time target: an incident of this severity is to be
+    /// acknowledged within it (P1 15 min, P2 30 min, P3 2 h, P4 24 h).
+    pub fn response_target(self) -> std::time::Duration {
+        let minutes = match self {
+            Severity::P1 => 15,
+            Severity::P2 => 30,
+            Severity::P3 => 120,
+            Severity::P4 => 24 * 60,
+        };
+        std::time::Duration::from_secs(minutes * 60)
+    }
+
     /// True when `self` is more severe than `other`.
     pub fn worse_than(self, other: Severity) -> bool {
         self < other
@@ -217,6 +229,41 @@ pub fn declare(
     }
 }
 
+/// The timeline event of a person acknowledging `incident` at `at`.
+pub fn acknowledged_event(incident: &Incident, actor: &Actor, at: Timestamp) -> TimelineEvent {
+    let after_ms = crate::clock::millis_between(incident.opened_at, at);
+    TimelineEvent::new(
+        at,
+        EventType::Acknowledged,
+        format!("acknowledged by {} after {}", actor.who, human_ms(after_ms)),
+        serde_json::json!({
+            "by": actor.who,
+            "from": actor.from,
+            "after_ms": after_ms,
+            "within_target": incident.ack_due_at.is_none_or(|due| at <= due),
+        }),
+    )
+}
+
+/// The timeline event of `incident` missing its response target, recorded at `now`.
+pub fn breach_event(incident: &Incident, now: Timestamp) -> TimelineEvent {
+    let target = incident.severity.response_target();
+    TimelineEvent::new(
+        now,
+        EventType::ResponseTargetBreached,
+        format!(
+            "not acknowledged within the {} response target of {}",
+            incident.severity,
+            human_ms(target.as_millis() as u64)
+        ),
+        serde_json::json!({
+            "severity": incident.severity,
+            "target_ms": target.as_millis() as u64,
+            "due_at": incident.ack_due_at,
+        }),
+    )
+}
+
 /// The outcome of one detection round.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Assessment {
@@ -240,6 +287,18 @@ pub struct Incident {
     pub opened_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// When acknowledgement is due: opened + the severity's response target (moved when the
+    /// severity is raised before anyone acknowledged).
+    #[serde(default)]
+    pub ack_due_at: Option<Timestamp>,
+    #[serde(default)]
+    pub acked_at: Option<Timestamp>,
+    /// Who acknowledged (a token name or an OS user).
+    #[serde(default)]
+    pub acked_by: Option<String>,
+    /// When the missed response target was recorded (once per incident).
+    #[serde(default)]
+    pub ack_breached_at: Option<Timestamp>,
 }
 
 /// Types of timeline events written by the engine.
@@ -249,6 +308,8 @@ pub enum EventType {
     Opened,
     SeverityRaised,
     NodesChanged,
+    Acknowledged,
+    ResponseTargetBreached,
     Resolved,
 }
 
@@ -258,6 +319,8 @@ impl EventType {
             EventType::Opened => "opened",
             EventType::SeverityRaised => "severity_raised",
             EventType::NodesChanged => "nodes_changed",
+            EventType::Acknowledged => "acknowledged",
+            EventType::ResponseTargetBreached => "response_target_breached",
             EventType::Resolved => "resolved",
         }
     }
@@ -496,6 +559,10 @@ mod tests {
                         opened_at: at,
                         resolved_at: None,
                         updated_at: at,
+                        ack_due_at: None,
+                        acked_at: None,
+                        acked_by: None,
+                        ack_breached_at: None,
                     })
                 }
                 Change::Update {

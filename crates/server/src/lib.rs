@@ -118,6 +118,10 @@ pub fn router_with(store: Store, auth: Auth) -> Router {
             get(list_incidents).post(declare_incident),
         )
         .route("/api/v1/incidents/{id}", get(get_incident))
+        .route(
+            "/api/v1/incidents/{id}/ack",
+            axum::routing::post(acknowledge_incident),
+        )
         .route("/api/v1/nodes", get(list_nodes))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -372,6 +376,41 @@ async fn declare_incident(
     );
     let incident = state.store.apply(&change).await?;
     Ok((StatusCode::CREATED, Json(incident)))
+}
+
+/// `POST /api/v1/incidents/{id}/ack`: 200 with the incident; 409 when it is resolved.
+/// Acknowledging twice answers 200 with `"already": true` and records nothing.
+async fn acknowledge_incident(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = state.auth.check(req.headers(), Access::Write)?;
+    let from = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => format!("api {addr}"),
+        None => "api".to_string(),
+    };
+    let n: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))?;
+    let actor = Actor { who, from };
+    match state
+        .store
+        .acknowledge(n, &actor, jiff::Timestamp::now())
+        .await
+    {
+        Ok(neo_ir_store::Ack::Done(i)) => Ok(Json(json!({"incident": i, "already": false}))),
+        Ok(neo_ir_store::Ack::Already(i)) => Ok(Json(json!({"incident": i, "already": true}))),
+        Ok(neo_ir_store::Ack::Resolved(_)) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("incident {n} is resolved; there is nothing to acknowledge"),
+        )),
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
+            Err(ApiError::not_found(format!("incident {n} does not exist")))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {

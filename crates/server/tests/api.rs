@@ -208,6 +208,10 @@ async fn declaring_needs_a_write_token_and_is_audited() {
         .json()
         .await
         .unwrap();
+    assert!(
+        detail["ack_due_at"].as_str().is_some(),
+        "P3 has a 2 h target"
+    );
     let opened = &detail["timeline"][0];
     assert_eq!(opened["type"], "opened");
     assert_eq!(opened["data"]["declared_by"], "ops");
@@ -218,6 +222,48 @@ async fn declaring_needs_a_write_token_and_is_audited() {
             .starts_with("api 127.0.0.1:"),
         "{opened}"
     );
+    // acknowledging: a write token, audited; twice is "already"; unknown is 404
+    let ack = format!("{base}/api/v1/incidents/{id}/ack");
+    assert_eq!(http.post(&ack).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.post(&ack)
+            .bearer_auth("r-secret-456")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let r = http
+        .post(&ack)
+        .bearer_auth("w-secret-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (v["already"].as_bool(), v["incident"]["acked_by"].as_str()),
+        (Some(false), Some("ops"))
+    );
+    let v: Value = http
+        .post(&ack)
+        .bearer_auth("w-secret-123")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["already"], true);
+    let r = http
+        .post(format!("{base}/api/v1/incidents/987654/ack"))
+        .bearer_auth("w-secret-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // a detection round does not resolve what a person declared
     let open = store.open_incidents().await.unwrap();
     assert!(reconcile(&open, &Assessment::default(), Timestamp::now()).is_empty());

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use neo_ir_core::fleet::NodeView;
-use neo_ir_core::incident::{Change, Incident, Severity, Status, TimelineEvent};
+use neo_ir_core::incident::{
+    acknowledged_event, breach_event, Actor, Change, Incident, Severity, Status, TimelineEvent,
+};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -60,6 +62,17 @@ impl Default for ListFilter {
             before_id: None,
         }
     }
+}
+
+/// What acknowledging did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ack {
+    /// Acknowledged now (the incident as it is afterwards).
+    Done(Incident),
+    /// Someone acknowledged it earlier.
+    Already(Incident),
+    /// It is resolved; there is nothing to acknowledge.
+    Resolved(Incident),
 }
 
 /// A node's last known height, for resuming the fleet view after a restart.
@@ -257,8 +270,8 @@ impl Store {
                 let ms = at.as_millisecond();
                 let id: i64 = sqlx::query(
                     &self.sql("INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
-                     opened_at, resolved_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) \
-                     RETURNING id"),
+                     opened_at, resolved_at, updated_at, ack_due_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) RETURNING id"),
                 )
                 .bind(&finding.key)
                 .bind(finding.kind.as_str())
@@ -269,6 +282,7 @@ impl Store {
                 .bind(finding.evidence.to_string())
                 .bind(ms)
                 .bind(ms)
+                .bind(ms + target_ms(finding.severity))
                 .fetch_one(&mut *tx)
                 .await?
                 .try_get("id")?;
@@ -287,13 +301,15 @@ impl Store {
                 let at = at.as_millisecond();
                 let done = sqlx::query(&self.sql(
                     "UPDATE incidents SET severity = ?, nodes = ?, summary = ?, evidence = ?, \
-                     updated_at = ? WHERE id = ?",
+                     updated_at = ?, ack_due_at = CASE WHEN acked_at IS NULL \
+                     THEN opened_at + ? ELSE ack_due_at END WHERE id = ?",
                 ))
                 .bind(severity.as_str())
                 .bind(serde_json::to_string(nodes).expect("names serialize"))
                 .bind(summary)
                 .bind(evidence.to_string())
                 .bind(at)
+                .bind(target_ms(*severity))
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -429,6 +445,77 @@ impl Store {
         .collect()
     }
 
+    /// Acknowledge an open incident (who and when, with whether it was within its response
+    /// target). Acknowledging twice changes nothing and says so.
+    pub async fn acknowledge(&self, id: i64, actor: &Actor, at: Timestamp) -> Result<Ack> {
+        let mut tx = self.pool.begin().await?;
+        let ms = at.as_millisecond();
+        let done = sqlx::query(&self.sql(
+            "UPDATE incidents SET acked_at = ?, acked_by = ?, updated_at = ? \
+             WHERE id = ? AND acked_at IS NULL AND status <> 'resolved'",
+        ))
+        .bind(ms)
+        .bind(&actor.who)
+        .bind(ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NoSuchIncident(id))?;
+        let incident = incident_from_row(&row)?;
+        if done.rows_affected() == 0 {
+            return Ok(if incident.acked_at.is_some() {
+                Ack::Already(incident)
+            } else {
+                Ack::Resolved(incident)
+            });
+        }
+        let event = acknowledged_event(&incident, actor, at);
+        insert_event(self.dialect, &mut tx, id, &event).await?;
+        tx.commit().await?;
+        Ok(Ack::Done(incident))
+    }
+
+    /// Record, once each, the open incidents nobody acknowledged by their response target
+    /// (`now` past `ack_due_at`): a timeline event and `ack_breached_at`, in one transaction
+    /// guarded so that a second writer (or a second call) records nothing. Returns the
+    /// incidents recorded by this call.
+    pub async fn record_breaches(&self, now: Timestamp) -> Result<Vec<Incident>> {
+        let ms = now.as_millisecond();
+        let due = sqlx::query(&self.sql(
+            "SELECT * FROM incidents WHERE status <> 'resolved' AND acked_at IS NULL \
+             AND ack_breached_at IS NULL AND ack_due_at <= ? ORDER BY id",
+        ))
+        .bind(ms)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut recorded = Vec::new();
+        for row in &due {
+            let incident = incident_from_row(row)?;
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(&self.sql(
+                "UPDATE incidents SET ack_breached_at = ?, updated_at = ? \
+                 WHERE id = ? AND ack_breached_at IS NULL AND acked_at IS NULL",
+            ))
+            .bind(ms)
+            .bind(ms)
+            .bind(incident.id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                continue; // acknowledged or recorded meanwhile
+            }
+            let event = breach_event(&incident, now);
+            insert_event(self.dialect, &mut tx, incident.id, &event).await?;
+            tx.commit().await?;
+            recorded.push(incident);
+        }
+        Ok(recorded)
+    }
+
     /// Close the pool (flushes the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -452,6 +539,11 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The severity's response target in ms.
+fn target_ms(severity: Severity) -> i64 {
+    severity.response_target().as_millis() as i64
 }
 
 fn ts(ms: i64) -> Result<Timestamp> {
@@ -489,7 +581,15 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident> {
             .map(ts)
             .transpose()?,
         updated_at: ts(r.try_get("updated_at")?)?,
+        ack_due_at: opt_ts(r, "ack_due_at")?,
+        acked_at: opt_ts(r, "acked_at")?,
+        acked_by: r.try_get("acked_by")?,
+        ack_breached_at: opt_ts(r, "ack_breached_at")?,
     })
+}
+
+fn opt_ts(r: &AnyRow, column: &str) -> Result<Option<Timestamp>> {
+    r.try_get::<Option<i64>, _>(column)?.map(ts).transpose()
 }
 
 /// `url` with any password replaced, for messages.

@@ -286,3 +286,98 @@ fn placeholders_are_numbered_for_postgres() {
     assert_eq!(Dialect::of_url("sqlite::memory:"), Some(Dialect::Sqlite));
     assert_eq!(Dialect::of_url("mysql://x"), None);
 }
+
+#[tokio::test]
+async fn acknowledgement_and_response_target_breaches_are_recorded_once() {
+    for db in databases("ack").await {
+        ack_and_breach(&db.url).await;
+        db.cleanup().await;
+    }
+}
+
+async fn ack_and_breach(url: &str) {
+    use neo_ir_core::incident::Actor;
+    use neo_ir_store::Ack;
+    let store = Store::open(url).await.unwrap();
+    let clock = ManualClock::at_epoch_2026();
+    let t0 = clock.now();
+    let min = |m: i64| t0 + jiff::SignedDuration::from_mins(m);
+    let firing = Assessment {
+        findings: vec![
+            finding("node_down:a", Severity::P1),
+            finding("node_down:b", Severity::P3),
+            finding("node_down:c", Severity::P3),
+        ],
+        ..Default::default()
+    };
+    step(&store, &firing, t0).await;
+    let open = store.open_incidents().await.unwrap();
+    let by_key = |k: &str| open.iter().find(|i| i.key == k).unwrap().clone();
+    let (a, b, c) = (
+        by_key("node_down:a"),
+        by_key("node_down:b"),
+        by_key("node_down:c"),
+    );
+    assert_eq!(a.ack_due_at, Some(min(15)), "P1: 15 min");
+    assert_eq!(b.ack_due_at, Some(min(120)), "P3: 2 h");
+
+    // raising the severity before anyone acknowledged moves the deadline
+    let mut raised = firing.clone();
+    raised.findings[2].severity = Severity::P1;
+    step(&store, &raised, min(1)).await;
+    let (c_now, _) = store.incident(c.id).await.unwrap().unwrap();
+    assert_eq!(c_now.ack_due_at, Some(min(15)));
+
+    let alice = Actor {
+        who: "alice".into(),
+        from: "cli".into(),
+    };
+    assert!(store.record_breaches(min(14)).await.unwrap().is_empty());
+    assert!(matches!(
+        store.acknowledge(b.id, &alice, min(10)).await.unwrap(),
+        Ack::Done(_)
+    ));
+    assert!(matches!(
+        store.acknowledge(b.id, &alice, min(11)).await.unwrap(),
+        Ack::Already(_)
+    ));
+    let breached: Vec<i64> = store
+        .record_breaches(min(16))
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(breached, [a.id, c.id]);
+    assert!(
+        store.record_breaches(min(17)).await.unwrap().is_empty(),
+        "once"
+    );
+
+    let (_, tl_a) = store.incident(a.id).await.unwrap().unwrap();
+    let types: Vec<&str> = tl_a.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["opened", "response_target_breached"]);
+    let (b_now, tl_b) = store.incident(b.id).await.unwrap().unwrap();
+    assert_eq!(b_now.acked_by.as_deref(), Some("alice"));
+    assert_eq!(b_now.acked_at, Some(min(10)));
+    let acked = tl_b.last().unwrap();
+    assert_eq!(acked.event_type, "acknowledged");
+    assert_eq!(acked.data["within_target"], true);
+
+    // late acknowledgement is recorded as such
+    store.acknowledge(a.id, &alice, min(20)).await.unwrap();
+    let (_, tl_a) = store.incident(a.id).await.unwrap().unwrap();
+    assert_eq!(tl_a.last().unwrap().data["within_target"], false);
+
+    assert!(matches!(
+        store.acknowledge(999_999, &alice, min(21)).await,
+        Err(neo_ir_store::StoreError::NoSuchIncident(999_999))
+    ));
+    // a resolved incident has nothing to acknowledge
+    step(&store, &Assessment::default(), min(30)).await;
+    assert!(matches!(
+        store.acknowledge(c.id, &alice, min(31)).await.unwrap(),
+        Ack::Resolved(_)
+    ));
+    store.close().await;
+}

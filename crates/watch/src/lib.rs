@@ -406,6 +406,19 @@ impl Watcher {
             let incident = self.store.apply(&change).await?;
             self.announce(&change, incident);
         }
+        // Response targets are deadlines stored with each incident (opened + the severity's
+        // target): after a restart a missed one is recorded at the first round, once, since
+        // the store guards the record.
+        for incident in self.store.record_breaches(now).await? {
+            let event = neo_ir_core::incident::breach_event(&incident, now);
+            tracing::warn!(incident = incident.id, kind = %incident.kind, severity = %incident.severity,
+                "response target missed: {}", event.message);
+            let _ = self.notices.send(Notice {
+                what: NoticeKind::Updated,
+                incident,
+                events: vec![event],
+            });
+        }
         self.stall_wakeup = self.stall_wakeup();
         // Node views: every round for ordinary fleets; big fleets at most every 5 s (writing
         // thousands of rows every second would cost more than watching them).
