@@ -220,6 +220,16 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
             rpc(2)
         ),
     );
+    // the watcher starts once the simulated nodes listen: a node still starting would be
+    // (rightly) reported down
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..4).any(|i| std::net::TcpStream::connect(("127.0.0.1", base + i)).is_err()) {
+        assert!(
+            Instant::now() < deadline,
+            "the simulated network never listened"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut watch = neo_ir()
         .args(["watch", "--config"])
         .arg(&cfg)
@@ -257,10 +267,11 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
             .unwrap();
         if out.status.success() {
             let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-            if let Some(i) = v["incidents"]
-                .as_array()
-                .and_then(|a| a.iter().find(|i| i["kind"] == "node_down").cloned())
-            {
+            if let Some(i) = v["incidents"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|i| i["kind"] == "node_down" && i["nodes"][0] == "rpc-2")
+                    .cloned()
+            }) {
                 break i;
             }
         }

@@ -159,10 +159,12 @@ impl Store {
                     .after_connect(move |conn, _| {
                         Box::pin(async move {
                             let journal = if memory { "MEMORY" } else { "WAL" };
+                            // the busy timeout first: switching to WAL takes a lock that
+                            // another process opening the same file may hold a moment
                             conn.execute(
                                 format!(
-                                    "PRAGMA journal_mode = {journal}; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;"
+                                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = {journal}; \
+                                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
                                 )
                                 .as_str(),
                             )
@@ -182,7 +184,22 @@ impl Store {
                 .map_err(opened)?,
         };
         match dialect {
-            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Dialect::Sqlite => {
+                // Two processes opening one new file (the watcher and a CLI command) would
+                // both find a migration missing and both apply it; one takes an exclusive
+                // lock on the file for the migrations. (PostgreSQL's migrator takes an
+                // advisory lock itself.)
+                let _lock = match sqlite_path(url) {
+                    Some(path) => {
+                        Some(lock_exclusive(path).await.map_err(|e| StoreError::Open {
+                            url: url.to_string(),
+                            source: sqlx::Error::Io(e),
+                        })?)
+                    }
+                    None => None,
+                };
+                sqlx::migrate!("./migrations/sqlite").run(&pool).await?
+            }
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
         Ok(Store { pool, dialect })
@@ -590,6 +607,35 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident> {
 
 fn opt_ts(r: &AnyRow, column: &str) -> Result<Option<Timestamp>> {
     r.try_get::<Option<i64>, _>(column)?.map(ts).transpose()
+}
+
+/// The file of an `sqlite:` URL (`None` for an in-memory store).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if url.contains(":memory:") {
+        return None;
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
+/// An exclusive advisory lock (`flock`) on `path`, held until the file is dropped. SQLite
+/// locks with `fcntl`, which this does not touch.
+async fn lock_exclusive(path: std::path::PathBuf) -> std::io::Result<std::fs::File> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// `url` with any password replaced, for messages.

@@ -381,3 +381,24 @@ async fn ack_and_breach(url: &str) {
     ));
     store.close().await;
 }
+
+#[tokio::test]
+async fn opening_a_new_file_from_several_processes_at_once_migrates_it_once() {
+    // the watcher and a CLI command starting together on a fresh file: each open runs the
+    // migrations, and without the lock two would apply the same one
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/neo-ir.db", dir.path().display());
+        let opens: Vec<_> = (0..4)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(async move { Store::open(&url).await.map(|_| ()) })
+            })
+            .collect();
+        for o in opens {
+            o.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+}
