@@ -183,26 +183,62 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
 #[test]
 fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    // a free base port range: ask the OS for one port and use the ones after it
-    let base = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
+    // Four consecutive free ports below Linux's ephemeral range (32768 and up): a port the
+    // OS hands out for port 0 is in that range, and the next ones may be taken by any
+    // outgoing connection before the simulator binds them. Another process may still take
+    // one between the check and the simulator's bind: then the simulator exits and the
+    // test tries other ports. The watcher starts once the simulated nodes listen (a node
+    // still starting would, rightly, be reported down).
+    let mut candidates = (0..1000u16).map(|i| {
+        20_000
+            + (std::process::id() as u16)
+                .wrapping_mul(7)
+                .wrapping_add(i * 13)
+                % 12_000
+    });
+    let (mut sim, base) = loop {
+        let base = candidates
+            .by_ref()
+            .find(|&b| {
+                (0..4)
+                    .map(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .is_ok()
+            })
+            .expect("four free ports below 32000");
+        let mut sim = neo_ir()
+            .args([
+                "sim",
+                "--validators",
+                "1",
+                "--rpc",
+                "2",
+                "--msperblock",
+                "300",
+            ])
+            .args(["--base-port", &base.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if (0..4).all(|i| std::net::TcpStream::connect(("127.0.0.1", base + i)).is_ok()) {
+                break;
+            }
+            if sim.try_wait().unwrap().is_some() {
+                break; // it could not bind: another base
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the simulated network never listened"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if sim.try_wait().unwrap().is_none() {
+            break (sim, base);
+        }
     };
-    let mut sim = neo_ir()
-        .args([
-            "sim",
-            "--validators",
-            "1",
-            "--rpc",
-            "2",
-            "--msperblock",
-            "300",
-        ])
-        .args(["--base-port", &base.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     let rpc = |i: u16| format!("http://127.0.0.1:{}/", base + i);
     let control = format!("http://127.0.0.1:{}", base + 3);
     let db = format!("sqlite://{}/neo-ir.db", dir.path().display());
@@ -220,16 +256,6 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
             rpc(2)
         ),
     );
-    // the watcher starts once the simulated nodes listen: a node still starting would be
-    // (rightly) reported down
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while (0..4).any(|i| std::net::TcpStream::connect(("127.0.0.1", base + i)).is_err()) {
-        assert!(
-            Instant::now() < deadline,
-            "the simulated network never listened"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let mut watch = neo_ir()
         .args(["watch", "--config"])
         .arg(&cfg)
