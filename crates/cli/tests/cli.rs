@@ -256,11 +256,12 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
             rpc(2)
         ),
     );
+    let watch_log = dir.path().join("watch.log");
     let mut watch = neo_ir()
         .args(["watch", "--config"])
         .arg(&cfg)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&watch_log).unwrap())
         .spawn()
         .unwrap();
 
@@ -303,7 +304,9 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
         }
         assert!(
             Instant::now() < deadline,
-            "no node_down incident from the watch binary"
+            "no node_down incident from the watch binary; its log:\n{}\nlast `incidents`: {:?}",
+            std::fs::read_to_string(&watch_log).unwrap_or_default(),
+            out
         );
         std::thread::sleep(Duration::from_millis(100));
     };
