@@ -115,6 +115,17 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
+    /// Add a note to an incident's timeline (what you saw, did or decided), as the OS user.
+    ///
+    /// Example: neo-ir note 12 "restarted neo-cli on rpc-2; heights catching up"
+    Note {
+        /// The incident id.
+        id: i64,
+        /// The note.
+        text: String,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
     /// Declare an incident a person saw (a user report; playbook phase 1). Detection never
     /// resolves a declared incident.
     ///
@@ -192,6 +203,7 @@ fn main() -> ExitCode {
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
             Command::Ack { id, store } => run::ack(id, store).await,
+            Command::Note { id, text, store } => run::note(id, &text, store).await,
             Command::Declare {
                 severity,
                 kind,

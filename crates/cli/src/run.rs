@@ -231,6 +231,33 @@ pub async fn ack(id: i64, store: StoreArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// `neo-ir note ID TEXT`: exit 0 when added, 1 when the incident does not exist, 2 for an
+/// empty or too long note.
+pub async fn note(id: i64, text: &str, store: StoreArgs) -> anyhow::Result<ExitCode> {
+    let actor = cli_actor();
+    let event = match neo_ir_core::incident::note_event(text, &actor, jiff::Timestamp::now()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let store = store.open().await?;
+    let code = match store.add_event(id, &event).await {
+        Ok(()) => {
+            println!("note added to incident #{id} as {}", actor.who);
+            ExitCode::SUCCESS
+        }
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
+            eprintln!("error: incident {id} does not exist");
+            ExitCode::from(1)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    store.close().await;
+    Ok(code)
+}
+
 /// `neo-ir declare`: a person's incident, stored with who declared it (the OS user).
 pub async fn declare(
     severity: &str,

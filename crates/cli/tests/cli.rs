@@ -176,6 +176,31 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(shown["acked_by"], "bob");
     assert_eq!(shown["timeline"][1]["type"], "acknowledged");
+
+    // notes: added as the OS user; empty is a usage error; unknown incident exits 1
+    let out = neo_ir()
+        .env("USER", "carol")
+        .args(["note", &id, "rpc-1 restarted", "--store", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = neo_ir()
+        .args(["note", &id, "  ", "--store", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = neo_ir()
+        .args(["note", "4242", "x", "--store", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = neo_ir()
+        .args(["incident", "show", &id, "--json", "--store", &url])
+        .output()
+        .unwrap();
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["timeline"][2]["type"], "note");
+    assert_eq!(shown["timeline"][2]["data"]["by"], "carol");
 }
 
 /// `neo-ir sim` in one process, `neo-ir watch` in another, a fault through the control API,

@@ -245,6 +245,23 @@ pub fn acknowledged_event(incident: &Incident, actor: &Actor, at: Timestamp) -> 
     )
 }
 
+/// Longest note, in characters.
+pub const MAX_NOTE: usize = 4000;
+
+/// A person's note on the timeline (what they saw, did or decided), or why it is refused.
+pub fn note_event(text: &str, actor: &Actor, at: Timestamp) -> Result<TimelineEvent, String> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_NOTE {
+        return Err(format!("a note has 1 to {MAX_NOTE} characters"));
+    }
+    Ok(TimelineEvent::new(
+        at,
+        EventType::Note,
+        format!("{}: {text}", actor.who),
+        serde_json::json!({"by": actor.who, "from": actor.from, "text": text}),
+    ))
+}
+
 /// The timeline event of `incident` missing its response target, recorded at `now`.
 pub fn breach_event(incident: &Incident, now: Timestamp) -> TimelineEvent {
     let target = incident.severity.response_target();
@@ -310,6 +327,7 @@ pub enum EventType {
     NodesChanged,
     Acknowledged,
     ResponseTargetBreached,
+    Note,
     Resolved,
 }
 
@@ -321,6 +339,7 @@ impl EventType {
             EventType::NodesChanged => "nodes_changed",
             EventType::Acknowledged => "acknowledged",
             EventType::ResponseTargetBreached => "response_target_breached",
+            EventType::Note => "note",
             EventType::Resolved => "resolved",
         }
     }

@@ -122,6 +122,10 @@ pub fn router_with(store: Store, auth: Auth) -> Router {
             "/api/v1/incidents/{id}/ack",
             axum::routing::post(acknowledge_incident),
         )
+        .route(
+            "/api/v1/incidents/{id}/notes",
+            axum::routing::post(add_note),
+        )
         .route("/api/v1/nodes", get(list_nodes))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -406,6 +410,43 @@ async fn acknowledge_incident(
             "conflict",
             format!("incident {n} is resolved; there is nothing to acknowledge"),
         )),
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
+            Err(ApiError::not_found(format!("incident {n} does not exist")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /api/v1/incidents/{id}/notes` with `{"text": "..."}`: 201 with the event.
+async fn add_note(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<(StatusCode, Json<TimelineEvent>), ApiError> {
+    let (parts, body) = req.into_parts();
+    let who = state.auth.check(&parts.headers, Access::Write)?;
+    let from = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => format!("api {addr}"),
+        None => "api".to_string(),
+    };
+    let n: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoteBody {
+        text: String,
+    }
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
+    let note: NoteBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid note: {e}")))?;
+    let event =
+        neo_ir_core::incident::note_event(&note.text, &Actor { who, from }, jiff::Timestamp::now())
+            .map_err(ApiError::bad_request)?;
+    match state.store.add_event(n, &event).await {
+        Ok(()) => Ok((StatusCode::CREATED, Json(event))),
         Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
             Err(ApiError::not_found(format!("incident {n} does not exist")))
         }

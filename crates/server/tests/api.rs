@@ -264,6 +264,56 @@ async fn declaring_needs_a_write_token_and_is_audited() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
+    // notes: a write token, audited, on the timeline; empty is 400, unknown 404
+    let notes = format!("{base}/api/v1/incidents/{id}/notes");
+    let note = serde_json::json!({"text": "restarted neo-cli on rpc-1"});
+    assert_eq!(
+        http.post(&notes).json(&note).send().await.unwrap().status(),
+        401
+    );
+    let r = http
+        .post(&notes)
+        .bearer_auth("w-secret-123")
+        .json(&note)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let bad = serde_json::json!({"text": " "});
+    let r = http
+        .post(&notes)
+        .bearer_auth("w-secret-123")
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(format!("{base}/api/v1/incidents/987654/notes"))
+        .bearer_auth("w-secret-123")
+        .json(&note)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let detail: Value = http
+        .get(format!("{base}/api/v1/incidents/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let last = detail["timeline"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["type"], "note");
+    assert_eq!(last["data"]["by"], "ops");
+    assert_eq!(last["data"]["text"], "restarted neo-cli on rpc-1");
+
     // a detection round does not resolve what a person declared
     let open = store.open_incidents().await.unwrap();
     assert!(reconcile(&open, &Assessment::default(), Timestamp::now()).is_empty());

@@ -496,6 +496,22 @@ impl Store {
         Ok(Ack::Done(incident))
     }
 
+    /// Add `event` (a person's note) to an incident's timeline, resolved or not.
+    pub async fn add_event(&self, id: i64, event: &TimelineEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let exists = sqlx::query(&self.sql("SELECT id FROM incidents WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !exists {
+            return Err(StoreError::NoSuchIncident(id));
+        }
+        insert_event(self.dialect, &mut tx, id, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Record, once each, the open incidents nobody acknowledged by their response target
     /// (`now` past `ack_due_at`): a timeline event and `ack_breached_at`, in one transaction
     /// guarded so that a second writer (or a second call) records nothing. Returns the

@@ -373,11 +373,19 @@ async fn ack_and_breach(url: &str) {
         store.acknowledge(999_999, &alice, min(21)).await,
         Err(neo_ir_store::StoreError::NoSuchIncident(999_999))
     ));
-    // a resolved incident has nothing to acknowledge
+    // a resolved incident has nothing to acknowledge, but still takes notes
     step(&store, &Assessment::default(), min(30)).await;
     assert!(matches!(
         store.acknowledge(c.id, &alice, min(31)).await.unwrap(),
         Ack::Resolved(_)
+    ));
+    let note = neo_ir_core::incident::note_event("root cause: disk full", &alice, min(32)).unwrap();
+    store.add_event(c.id, &note).await.unwrap();
+    let (_, tl_c) = store.incident(c.id).await.unwrap().unwrap();
+    assert_eq!(tl_c.last().unwrap(), &note);
+    assert!(matches!(
+        store.add_event(999_999, &note).await,
+        Err(neo_ir_store::StoreError::NoSuchIncident(999_999))
     ));
     store.close().await;
 }
