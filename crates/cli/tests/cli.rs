@@ -8,6 +8,30 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use serde_json::Value;
 
+/// A child process killed when the test ends, passed or failed: a failing test would
+/// otherwise leave its simulator and watcher running, holding ports for later tests.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
 fn neo_ir() -> Command {
     Command::cargo_bin("neo-ir").expect("binary built")
 }
@@ -221,7 +245,7 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
                 .wrapping_add(i * 13)
                 % 12_000
     });
-    let (mut sim, base) = loop {
+    let (sim, base) = loop {
         let base = candidates
             .by_ref()
             .find(|&b| {
@@ -231,21 +255,23 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
                     .is_ok()
             })
             .expect("four free ports below 32000");
-        let mut sim = neo_ir()
-            .args([
-                "sim",
-                "--validators",
-                "1",
-                "--rpc",
-                "2",
-                "--msperblock",
-                "300",
-            ])
-            .args(["--base-port", &base.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut sim = Reaped(
+            neo_ir()
+                .args([
+                    "sim",
+                    "--validators",
+                    "1",
+                    "--rpc",
+                    "2",
+                    "--msperblock",
+                    "300",
+                ])
+                .args(["--base-port", &base.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if (0..4).all(|i| std::net::TcpStream::connect(("127.0.0.1", base + i)).is_ok()) {
@@ -282,13 +308,15 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
         ),
     );
     let watch_log = dir.path().join("watch.log");
-    let mut watch = neo_ir()
-        .args(["watch", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&watch_log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut watch = Reaped(
+        neo_ir()
+            .args(["watch", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&watch_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let post = |path: &str, body: &str| -> bool {
@@ -367,6 +395,5 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
 }

@@ -61,6 +61,20 @@ async fn databases(name: &str) -> Vec<Db> {
             return dbs;
         }
     };
+    // databases left by test runs that died mid-test (their process is gone)
+    let stale: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'neo_ir_test_%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+    for (db,) in stale {
+        let pid = db.rsplit('_').nth(1).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await;
+        }
+    }
     let unique = format!(
         "neo_ir_test_{name}_{}_{}",
         std::process::id(),
