@@ -221,14 +221,17 @@ pub async fn ack(id: i64, store: StoreArgs) -> anyhow::Result<ExitCode> {
             );
             ExitCode::from(1)
         }
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
-            eprintln!("error: incident {id} does not exist");
-            ExitCode::from(1)
-        }
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => no_such_incident(id),
         Err(e) => return Err(e.into()),
     };
     store.close().await;
     Ok(code)
+}
+
+/// The message and exit code (1) of a command given an incident id that does not exist.
+fn no_such_incident(id: i64) -> ExitCode {
+    eprintln!("error: incident {id} does not exist");
+    ExitCode::from(1)
 }
 
 /// `neo-ir note ID TEXT`: exit 0 when added, 1 when the incident does not exist, 2 for an
@@ -248,10 +251,7 @@ pub async fn note(id: i64, text: &str, store: StoreArgs) -> anyhow::Result<ExitC
             println!("note added to incident #{id} as {}", actor.who);
             ExitCode::SUCCESS
         }
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
-            eprintln!("error: incident {id} does not exist");
-            ExitCode::from(1)
-        }
+        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => no_such_incident(id),
         Err(e) => return Err(e.into()),
     };
     store.close().await;
@@ -282,24 +282,22 @@ pub async fn declare(
             return Ok(ExitCode::from(2));
         }
     };
-    let summary = summary.trim();
-    if summary.is_empty() || summary.chars().count() > neo_ir_server::MAX_SUMMARY {
-        eprintln!(
-            "error: --summary must be 1 to {} characters",
-            neo_ir_server::MAX_SUMMARY
-        );
-        return Ok(ExitCode::from(2));
-    }
     let actor = cli_actor();
-    let store = store.open().await?;
-    let change = declare(
+    let change = match declare(
         kind,
         severity,
         summary,
         nodes,
         &actor,
         jiff::Timestamp::now(),
-    );
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let store = store.open().await?;
     let incident = store.apply(&change).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&incident)?);
@@ -375,8 +373,7 @@ pub async fn incidents(all: bool, json: bool, store: StoreArgs) -> anyhow::Resul
 pub async fn incident_show(id: i64, json: bool, store: StoreArgs) -> anyhow::Result<ExitCode> {
     let store = store.open().await?;
     let Some((incident, timeline)) = store.incident(id).await? else {
-        eprintln!("error: incident {id} does not exist");
-        return Ok(ExitCode::from(1));
+        return Ok(no_such_incident(id));
     };
     if json {
         let mut v = serde_json::to_value(&incident)?;

@@ -182,9 +182,12 @@ pub struct Actor {
     pub from: String,
 }
 
-/// A person's declaration of an incident, as the change that opens it. The key is unique
-/// per declaration (the time and a per-process sequence), so two declarations are two
-/// incidents.
+/// Longest summary of a declared incident, in characters.
+pub const MAX_SUMMARY: usize = 500;
+
+/// A person's declaration of an incident, as the change that opens it, or why it is
+/// refused (an empty or too long summary). The key is unique per declaration (the time and
+/// a per-process sequence), so two declarations are two incidents.
 pub fn declare(
     kind: IncidentKind,
     severity: Severity,
@@ -192,9 +195,13 @@ pub fn declare(
     mut nodes: Vec<String>,
     actor: &Actor,
     now: Timestamp,
-) -> Change {
+) -> Result<Change, String> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let summary = summary.trim();
+    if summary.is_empty() || summary.chars().count() > MAX_SUMMARY {
+        return Err(format!("summary must be 1 to {MAX_SUMMARY} characters"));
+    }
     nodes.sort();
     nodes.dedup();
     let key = format!(
@@ -222,11 +229,11 @@ pub fn declare(
             "from": actor.from,
         }),
     );
-    Change::Open {
+    Ok(Change::Open {
         finding,
         at: now,
         event,
-    }
+    })
 }
 
 /// The timeline event of a person acknowledging `incident` at `at`.
@@ -529,7 +536,8 @@ mod tests {
             vec!["rpc-2".into(), "rpc-1".into(), "rpc-2".into()],
             &actor,
             clock.now(),
-        );
+        )
+        .unwrap();
         let second = declare(
             IncidentKind::PerformanceDegradation,
             Severity::P3,
@@ -537,7 +545,19 @@ mod tests {
             vec![],
             &actor,
             clock.now(),
-        );
+        )
+        .unwrap();
+        for summary in ["", "  ", &"x".repeat(MAX_SUMMARY + 1)] {
+            let refused = declare(
+                IncidentKind::NodeDown,
+                Severity::P2,
+                summary,
+                vec![],
+                &actor,
+                clock.now(),
+            );
+            assert!(refused.is_err(), "{summary:?}");
+        }
         let (Change::Open { finding, event, .. }, Change::Open { finding: other, .. }) =
             (&first, &second)
         else {

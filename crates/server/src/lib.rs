@@ -29,9 +29,6 @@ use tokio::net::TcpListener;
 /// Largest page of incidents one request may ask for.
 pub const MAX_LIMIT: u32 = 500;
 
-/// Longest summary a declared incident may have, in characters.
-pub const MAX_SUMMARY: usize = 500;
-
 /// One bearer token the API accepts.
 #[derive(Clone)]
 pub struct Token {
@@ -214,6 +211,9 @@ impl ApiError {
 
 impl From<neo_ir_store::StoreError> for ApiError {
     fn from(e: neo_ir_store::StoreError) -> Self {
+        if let neo_ir_store::StoreError::NoSuchIncident(n) = e {
+            return ApiError::not_found(format!("incident {n} does not exist"));
+        }
         tracing::error!(error = %e, "store error while serving the API");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -325,9 +325,7 @@ async fn get_incident(
     State(store): State<Store>,
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
-    let n: i64 = id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))?;
+    let n = incident_id(&id)?;
     let (incident, timeline) = store
         .incident(n)
         .await?
@@ -346,38 +344,51 @@ struct Declaration {
     nodes: Vec<String>,
 }
 
+/// An incident id from the path; a non-numeric one does not exist.
+fn incident_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))
+}
+
+/// The person behind a mutation: the name of its `write` token, and the client address.
+fn writer(auth: &Auth, parts: &axum::http::request::Parts) -> Result<Actor, ApiError> {
+    let who = auth.check(&parts.headers, Access::Write)?;
+    let from = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+        Some(ConnectInfo(addr)) => format!("api {addr}"),
+        None => "api".to_string(),
+    };
+    Ok(Actor { who, from })
+}
+
+/// A mutation's JSON body (64 KiB at most); `what` names it in the error.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    what: &str,
+) -> Result<T, ApiError> {
+    let body = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
+}
+
 async fn declare_incident(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<Incident>), ApiError> {
     let (parts, body) = req.into_parts();
-    let who = state.auth.check(&parts.headers, Access::Write)?;
-    let connected = parts.extensions.get::<ConnectInfo<SocketAddr>>().cloned();
-    let body = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
-    let d: Declaration = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid declaration: {e}")))?;
+    let actor = writer(&state.auth, &parts)?;
+    let d: Declaration = json_body(body, "declaration").await?;
     let kind: IncidentKind = d.kind.parse().map_err(ApiError::bad_request)?;
     let severity: Severity = d.severity.parse().map_err(ApiError::bad_request)?;
-    let summary = d.summary.trim();
-    if summary.is_empty() || summary.chars().count() > MAX_SUMMARY {
-        return Err(ApiError::bad_request(format!(
-            "summary must be 1 to {MAX_SUMMARY} characters"
-        )));
-    }
-    let from = match connected {
-        Some(ConnectInfo(addr)) => format!("api {addr}"),
-        None => "api".to_string(),
-    };
     let change = declare(
         kind,
         severity,
-        summary,
+        &d.summary,
         d.nodes,
-        &Actor { who, from },
+        &actor,
         jiff::Timestamp::now(),
-    );
+    )
+    .map_err(ApiError::bad_request)?;
     let incident = state.store.apply(&change).await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }
@@ -389,31 +400,21 @@ async fn acknowledge_incident(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = state.auth.check(req.headers(), Access::Write)?;
-    let from = match req.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => format!("api {addr}"),
-        None => "api".to_string(),
-    };
-    let n: i64 = id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))?;
-    let actor = Actor { who, from };
+    let (parts, _) = req.into_parts();
+    let actor = writer(&state.auth, &parts)?;
+    let n = incident_id(&id)?;
     match state
         .store
         .acknowledge(n, &actor, jiff::Timestamp::now())
-        .await
+        .await?
     {
-        Ok(neo_ir_store::Ack::Done(i)) => Ok(Json(json!({"incident": i, "already": false}))),
-        Ok(neo_ir_store::Ack::Already(i)) => Ok(Json(json!({"incident": i, "already": true}))),
-        Ok(neo_ir_store::Ack::Resolved(_)) => Err(ApiError::new(
+        neo_ir_store::Ack::Done(i) => Ok(Json(json!({"incident": i, "already": false}))),
+        neo_ir_store::Ack::Already(i) => Ok(Json(json!({"incident": i, "already": true}))),
+        neo_ir_store::Ack::Resolved(_) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!("incident {n} is resolved; there is nothing to acknowledge"),
         )),
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
-            Err(ApiError::not_found(format!("incident {n} does not exist")))
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -423,35 +424,19 @@ async fn add_note(
     Path(id): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<TimelineEvent>), ApiError> {
-    let (parts, body) = req.into_parts();
-    let who = state.auth.check(&parts.headers, Access::Write)?;
-    let from = match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => format!("api {addr}"),
-        None => "api".to_string(),
-    };
-    let n: i64 = id
-        .parse()
-        .map_err(|_| ApiError::not_found(format!("incident {id:?} does not exist")))?;
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NoteBody {
         text: String,
     }
-    let body = axum::body::to_bytes(body, 64 * 1024)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
-    let note: NoteBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid note: {e}")))?;
-    let event =
-        neo_ir_core::incident::note_event(&note.text, &Actor { who, from }, jiff::Timestamp::now())
-            .map_err(ApiError::bad_request)?;
-    match state.store.add_event(n, &event).await {
-        Ok(()) => Ok((StatusCode::CREATED, Json(event))),
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => {
-            Err(ApiError::not_found(format!("incident {n} does not exist")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let (parts, body) = req.into_parts();
+    let actor = writer(&state.auth, &parts)?;
+    let n = incident_id(&id)?;
+    let note: NoteBody = json_body(body, "note").await?;
+    let event = neo_ir_core::incident::note_event(&note.text, &actor, jiff::Timestamp::now())
+        .map_err(ApiError::bad_request)?;
+    state.store.add_event(n, &event).await?;
+    Ok((StatusCode::CREATED, Json(event)))
 }
 
 async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {
