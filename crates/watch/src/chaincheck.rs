@@ -136,12 +136,11 @@ async fn compare(
     let mut known = HashMap::new();
     let mut requests = 0;
     let mut first_difference: Option<FirstDifference> = None;
-    let target = |name: &str| input.target(name);
     for other in parts.iter().skip(1) {
         let (a, b) = (parts[0].nodes[0].clone(), other.nodes[0].clone());
         let diff = match input.known.get(&(a.clone(), b.clone())) {
             Some(d) => Some(d.clone()),
-            None => match (target(&a), target(&b)) {
+            None => match (input.target(&a), input.target(&b)) {
                 (Some(ta), Some(tb)) => {
                     let (d, used) =
                         bisect(prober, ta, tb, height, &parts[0].hash, &other.hash).await;
@@ -298,9 +297,8 @@ async fn quick(
     if suspects.len() > QUICK_SUSPECTS {
         return Some(Err(suspects.iter().map(|(_, h)| *h).min()));
     }
-    let target = |name: &str| input.target(name);
     let second_look = join_all(suspects.iter().map(|&(name, h)| async move {
-        let answer = match target(name) {
+        let answer = match input.target(name) {
             Some(t) => hash_at(prober, t, h).await,
             None => None,
         };
