@@ -402,6 +402,14 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    // the API tokens' secrets, read the way `watch` reads them
+    if let Err(e) = api_auth(file, &cfg.server) {
+        eprintln!(
+            "warning: {}: {}; `watch` needs it",
+            e.key.as_deref().unwrap_or("server.tokens"),
+            e.message
+        );
+    }
     let validators = cfg
         .nodes
         .iter()

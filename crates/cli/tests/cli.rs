@@ -59,6 +59,36 @@ fn check_config_accepts_a_good_file() {
 }
 
 #[test]
+fn check_config_warns_about_an_api_token_watch_could_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(
+        &dir,
+        "neo-ir.toml",
+        "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n\
+         [[server.tokens]]\nname = \"ops\"\nenv = \"NEO_IR_TEST_TOKEN_NOT_SET\"\naccess = \"write\"\n",
+    );
+    let out = neo_ir()
+        .env_remove("NEO_IR_TEST_TOKEN_NOT_SET")
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("NEO_IR_TEST_TOKEN_NOT_SET is not set"),
+        "{err}"
+    );
+    let out = neo_ir()
+        .env("NEO_IR_TEST_TOKEN_NOT_SET", "s3cret")
+        .arg("check-config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "{out:?}");
+}
+
+#[test]
 fn bad_config_is_one_error_with_file_line_and_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let p = write(
