@@ -27,8 +27,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use neo_ir_core::config::{Config, ProbeSettings, ServerSettings, StoreSettings};
-use neo_ir_core::detect::DetectConfig;
+use neo_ir_core::config::Config;
 use neo_ir_core::incident::{Incident, IncidentKind};
 use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::Store;
@@ -200,26 +199,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let dir = tempfile::Builder::new().prefix("neo-ir-bench").tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = Store::open(&store_url).await.context("opening the store")?;
-    let config = Config {
-        nodes: neo_ir_watch::simulated_nodes(&net),
-        probe: ProbeSettings {
-            interval: INTERVAL,
-            timeout: TIMEOUT,
-            ..ProbeSettings::default()
-        },
-        detect: DetectConfig {
-            debounce: neo_ir_core::debounce::DebounceRules {
-                clear_for: Duration::from_secs(1),
-                ..Default::default()
-            },
-            ..DetectConfig::default()
-        },
-        store: StoreSettings { url: store_url },
-        server: ServerSettings {
-            listen: "127.0.0.1:0".into(),
-            ..ServerSettings::default()
-        },
-    };
+    let mut config = Config::with_defaults(neo_ir_watch::simulated_nodes(&net), store_url);
+    config.probe.interval = INTERVAL;
+    config.probe.timeout = TIMEOUT;
+    config.detect.debounce.clear_for = Duration::from_secs(1);
+    // the playbook's 30 min stability window, shortened: the bench measures detection
+    config.response.stability_window = Duration::from_millis(500);
 
     let (tx, rx) = mpsc::unbounded_channel();
     let prom = match (args.no_prometheus, prom::binaries()) {

@@ -18,8 +18,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use neo_ir_core::config::{Config, NodeConfig, ProbeSettings, ServerSettings, StoreSettings};
-use neo_ir_core::detect::DetectConfig;
+use neo_ir_core::config::{Config, NodeConfig};
 use neo_ir_core::Role;
 use neo_ir_store::Store;
 use neo_ir_watch::{NoticeKind, Watcher};
@@ -183,21 +182,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("scale.db").display());
     let store = Store::open(&store_url).await.context("opening the store")?;
-    let config = Config {
-        nodes,
-        probe: ProbeSettings {
-            interval: Duration::from_secs(1),
-            timeout: Duration::from_secs(2),
-            max_concurrency: args.concurrency,
-            ..ProbeSettings::default()
-        },
-        detect: DetectConfig::default(),
-        store: StoreSettings { url: store_url },
-        server: ServerSettings {
-            listen: "127.0.0.1:0".into(),
-            ..ServerSettings::default()
-        },
-    };
+    let mut config = Config::with_defaults(nodes, store_url);
+    config.probe.interval = Duration::from_secs(1);
+    config.probe.timeout = Duration::from_secs(2);
+    config.probe.max_concurrency = args.concurrency;
     println!(
         "watcher          probe interval 1 s, timeout 2 s, max_concurrency {}, SQLite in {}",
         args.concurrency,

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use neo_ir_core::config::{Config, NodeConfig, ProbeSettings, ServerSettings, StoreSettings};
-use neo_ir_core::detect::DetectConfig;
+use neo_ir_core::config::{Config, NodeConfig};
 use neo_ir_core::incident::{human_ms, IncidentKind, Status};
+
+/// The demo's stability window: how long a cleared incident is monitored before it resolves.
+const DEMO_STABILITY: Duration = Duration::from_secs(3);
 use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::{ListFilter, Store};
 use neo_ir_watch::{Notice, NoticeKind, Watcher};
@@ -74,29 +76,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("  store     {}", args.store);
     println!("  API       http://{addr}/api/v1/incidents\n");
 
-    let config = Config {
-        nodes,
-        probe: ProbeSettings {
-            interval: Duration::from_millis(500),
-            timeout: Duration::from_secs(1),
-            ..ProbeSettings::default()
-        },
-        detect: DetectConfig {
-            // hysteresis: a condition must stay clear this long before its incident resolves
-            debounce: neo_ir_core::debounce::DebounceRules {
-                clear_for: Duration::from_secs(2),
-                ..Default::default()
-            },
-            ..DetectConfig::default()
-        },
-        store: StoreSettings {
-            url: args.store.clone(),
-        },
-        server: ServerSettings {
-            listen: addr.to_string(),
-            ..ServerSettings::default()
-        },
-    };
+    let mut config = Config::with_defaults(nodes, args.store.clone());
+    config.probe.interval = Duration::from_millis(500);
+    config.probe.timeout = Duration::from_secs(1);
+    // hysteresis: a condition must stay clear this long before its incident counts as clear
+    config.detect.debounce.clear_for = Duration::from_secs(2);
+    // then it is monitored this long before it resolves (the playbook's 30 min, shortened)
+    config.response.stability_window = DEMO_STABILITY;
+    config.server.listen = addr.to_string();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -6,6 +6,7 @@ mod agent;
 mod demo;
 mod init;
 mod output;
+mod people;
 mod run;
 
 use std::path::PathBuf;
@@ -123,6 +124,74 @@ enum Command {
         id: i64,
         /// The note.
         text: String,
+        /// Record it as an action taken (restarted a node, blocked an IP), not a note.
+        #[arg(long)]
+        action: bool,
+        /// The runbook run that did the action (with --action).
+        #[arg(long)]
+        runbook_run: Option<String>,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Give a response role (IC, TL, CL, OL) to someone, hand it over, or release it.
+    ///
+    /// Example: neo-ir assign 12 IC alice    |    neo-ir assign 12 TL --release
+    Assign {
+        /// The incident id.
+        id: i64,
+        /// IC (Incident Commander), TL (Technical Lead), CL (Communications Lead) or OL
+        /// (Operations Lead).
+        role: String,
+        /// Who takes it (whoever held it hands it over).
+        who: Option<String>,
+        /// Nobody holds the role any more.
+        #[arg(long)]
+        release: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Move an incident to another phase: triage, investigating, mitigating, monitoring,
+    /// resolved, reviewed.
+    ///
+    /// Example: neo-ir transition 12 mitigating --reason "restarting neo-cli on rpc-2"
+    Transition {
+        /// The incident id.
+        id: i64,
+        /// The phase to move to.
+        phase: String,
+        /// Why (on the timeline).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Change an incident's severity, with the reason.
+    ///
+    /// Example: neo-ir severity 12 P1 --reason "two validators affected"
+    Severity {
+        /// The incident id.
+        id: i64,
+        /// P1, P2, P3 or P4.
+        severity: String,
+        /// Why (required: on the timeline and in the review).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Maintenance windows: silence a node or an incident kind for a time.
+    Silence {
+        #[command(subcommand)]
+        action: people::SilenceAction,
+    },
+    /// The audit log: every change a person made, newest first.
+    Audit {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         store: run::StoreArgs,
     },
@@ -202,8 +271,35 @@ fn main() -> ExitCode {
                 action: IncidentAction::Show { id, json, store },
             } => run::incident_show(id, json, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
-            Command::Ack { id, store } => run::ack(id, store).await,
-            Command::Note { id, text, store } => run::note(id, &text, store).await,
+            Command::Ack { id, store } => people::ack(id, store).await,
+            Command::Note {
+                id,
+                text,
+                action,
+                runbook_run,
+                store,
+            } => people::note(id, &text, action, runbook_run.as_deref(), store).await,
+            Command::Assign {
+                id,
+                role,
+                who,
+                release,
+                store,
+            } => people::assign(id, &role, who.as_deref(), release, store).await,
+            Command::Transition {
+                id,
+                phase,
+                reason,
+                store,
+            } => people::transition(id, &phase, reason.as_deref(), store).await,
+            Command::Severity {
+                id,
+                severity,
+                reason,
+                store,
+            } => people::severity(id, &severity, &reason, store).await,
+            Command::Silence { action } => people::silence(action).await,
+            Command::Audit { limit, json, store } => people::audit(limit, json, store).await,
             Command::Declare {
                 severity,
                 kind,
@@ -211,7 +307,7 @@ fn main() -> ExitCode {
                 nodes,
                 json,
                 store,
-            } => run::declare(&severity, &kind, &summary, nodes, json, store).await,
+            } => people::declare(&severity, &kind, &summary, nodes, json, store).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Init {
                 network,

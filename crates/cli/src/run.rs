@@ -1,4 +1,5 @@
 //! The plain subcommands: `watch`, `sim`, `incidents`, `incident show`, `check-config`.
+//! (What people do to incidents is in `people`.)
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn open(&self) -> anyhow::Result<Store> {
+    pub async fn open(&self) -> anyhow::Result<Store> {
         let url = match (&self.store, &self.config) {
             (Some(url), _) => url.clone(),
             (None, Some(path)) => config::load(path)?.store.url,
@@ -35,6 +36,24 @@ impl StoreArgs {
         Store::open(&url)
             .await
             .with_context(|| format!("opening the store {url}"))
+    }
+
+    /// The store, and the response settings (escalation, update intervals) of the
+    /// configuration file when there is one (else the playbook's).
+    pub async fn open_with_response(
+        &self,
+    ) -> anyhow::Result<(Store, neo_ir_core::oncall::ResponseConfig)> {
+        let path = self.config.clone().or_else(find_config);
+        let cfg = path.map(|p| config::load(&p)).transpose()?;
+        let url = match (&self.store, &cfg) {
+            (Some(url), _) => url.clone(),
+            (None, Some(c)) => c.store.url.clone(),
+            (None, None) => DEFAULT_STORE_URL.to_string(),
+        };
+        let store = Store::open(&url)
+            .await
+            .with_context(|| format!("opening the store {url}"))?;
+        Ok((store, cfg.map(|c| c.response).unwrap_or_default()))
     }
 }
 
@@ -71,6 +90,7 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let listen = cfg.server.listen.clone();
     let store_url = cfg.store.url.clone();
     let auth = api_auth(&path, &cfg.server)?;
+    let response = cfg.response.clone();
     // built first: a missing password stops the start before anything listens
     let watcher = Watcher::new(cfg, store.clone())?;
     let (listener, addr) = neo_ir_server::bind(&listen)
@@ -85,6 +105,7 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             listener,
             store.clone(),
             auth,
+            response,
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },
@@ -95,7 +116,18 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         let _ = rx.wait_for(|s| *s).await;
     }));
 
-    shutdown_signal().await;
+    // The watcher only ends by itself on an error it cannot go on from: then the process
+    // exits with it, so a supervisor restarts it, rather than serving a silent API.
+    let mut watching = watching;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = &mut watching => {
+            let _ = stop_tx.send(true);
+            let _ = server.await;
+            r.context("watcher task")??;
+            anyhow::bail!("the watcher stopped by itself");
+        }
+    }
     tracing::info!("stopping: finishing the current round (a second signal exits at once)");
     let _ = stop_tx.send(true);
     tokio::select! {
@@ -178,139 +210,6 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The person running the CLI, for the audit trail.
-fn cli_actor() -> neo_ir_core::incident::Actor {
-    let who = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    neo_ir_core::incident::Actor {
-        who,
-        from: "cli".into(),
-    }
-}
-
-/// `neo-ir ack ID`: exit 0 when acknowledged (now or earlier), 1 when the incident does not
-/// exist or is resolved.
-pub async fn ack(id: i64, store: StoreArgs) -> anyhow::Result<ExitCode> {
-    let store = store.open().await?;
-    let actor = cli_actor();
-    let code = match store.acknowledge(id, &actor, jiff::Timestamp::now()).await {
-        Ok(neo_ir_store::Ack::Done(i)) => {
-            let late = match (i.acked_at, i.ack_due_at) {
-                (Some(at), Some(due)) if at > due => " (after its response target)",
-                _ => "",
-            };
-            println!(
-                "acknowledged incident #{} ({} {}) as {}{late}",
-                i.id, i.severity, i.kind, actor.who
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(neo_ir_store::Ack::Already(i)) => {
-            println!(
-                "incident #{} was already acknowledged by {}",
-                i.id,
-                i.acked_by.as_deref().unwrap_or("someone")
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(neo_ir_store::Ack::Resolved(i)) => {
-            eprintln!(
-                "error: incident {} is resolved; there is nothing to acknowledge",
-                i.id
-            );
-            ExitCode::from(1)
-        }
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => no_such_incident(id),
-        Err(e) => return Err(e.into()),
-    };
-    store.close().await;
-    Ok(code)
-}
-
-/// The message and exit code (1) of a command given an incident id that does not exist.
-fn no_such_incident(id: i64) -> ExitCode {
-    eprintln!("error: incident {id} does not exist");
-    ExitCode::from(1)
-}
-
-/// `neo-ir note ID TEXT`: exit 0 when added, 1 when the incident does not exist, 2 for an
-/// empty or too long note.
-pub async fn note(id: i64, text: &str, store: StoreArgs) -> anyhow::Result<ExitCode> {
-    let actor = cli_actor();
-    let event = match neo_ir_core::incident::note_event(text, &actor, jiff::Timestamp::now()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let store = store.open().await?;
-    let code = match store.add_event(id, &event).await {
-        Ok(()) => {
-            println!("note added to incident #{id} as {}", actor.who);
-            ExitCode::SUCCESS
-        }
-        Err(neo_ir_store::StoreError::NoSuchIncident(_)) => no_such_incident(id),
-        Err(e) => return Err(e.into()),
-    };
-    store.close().await;
-    Ok(code)
-}
-
-/// `neo-ir declare`: a person's incident, stored with who declared it (the OS user).
-pub async fn declare(
-    severity: &str,
-    kind: &str,
-    summary: &str,
-    nodes: Vec<String>,
-    json: bool,
-    store: StoreArgs,
-) -> anyhow::Result<ExitCode> {
-    use neo_ir_core::incident::{declare, IncidentKind, Severity};
-    let kind: IncidentKind = match kind.parse() {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("error: --kind: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let severity: Severity = match severity.parse() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: --severity: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let actor = cli_actor();
-    let change = match declare(
-        kind,
-        severity,
-        summary,
-        nodes,
-        &actor,
-        jiff::Timestamp::now(),
-    ) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: --{e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let store = store.open().await?;
-    let incident = store.apply(&change).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&incident)?);
-    } else {
-        println!(
-            "declared incident #{}: {} {} by {}: {}",
-            incident.id, incident.severity, incident.kind, actor.who, incident.summary
-        );
-    }
-    store.close().await;
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The API's tokens with their secrets, read from the environment or from files. A token
 /// whose secret is missing stops the start (exit 2), naming the file and the key.
 fn api_auth(
@@ -373,7 +272,7 @@ pub async fn incidents(all: bool, json: bool, store: StoreArgs) -> anyhow::Resul
 pub async fn incident_show(id: i64, json: bool, store: StoreArgs) -> anyhow::Result<ExitCode> {
     let store = store.open().await?;
     let Some((incident, timeline)) = store.incident(id).await? else {
-        return Ok(no_such_incident(id));
+        return Ok(crate::people::no_such_incident(id));
     };
     if json {
         let mut v = serde_json::to_value(&incident)?;

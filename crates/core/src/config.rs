@@ -26,6 +26,29 @@ pub struct Config {
     pub detect: DetectConfig,
     pub store: StoreSettings,
     pub server: ServerSettings,
+    /// Phases, escalation, schedules, reminders (`[response]`, `[[escalation]]`, `[[schedule]]`).
+    pub response: crate::oncall::ResponseConfig,
+}
+
+impl Config {
+    /// `nodes` with every other setting at its default and the API on a free port: the
+    /// starting point of the demo, drills, tests and benches, which then set what they need.
+    pub fn with_defaults(nodes: Vec<NodeConfig>, store_url: impl Into<String>) -> Self {
+        Config {
+            nodes,
+            probe: ProbeSettings::default(),
+            detect: DetectConfig::default(),
+            store: StoreSettings {
+                url: store_url.into(),
+                ..StoreSettings::default()
+            },
+            server: ServerSettings {
+                listen: "127.0.0.1:0".into(),
+                ..ServerSettings::default()
+            },
+            response: crate::oncall::ResponseConfig::default(),
+        }
+    }
 }
 
 /// One watched Neo node.
@@ -94,12 +117,19 @@ impl Default for ProbeSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreSettings {
     pub url: String,
+    /// How long the leader's lease lasts without renewal: with several instances on one
+    /// database, a follower takes over at most this long after the leader died.
+    pub lease: Duration,
 }
+
+/// Default leader lease.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
             url: DEFAULT_STORE_URL.to_string(),
+            lease: DEFAULT_LEASE,
         }
     }
 }
@@ -190,6 +220,55 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    response: RawResponse,
+    #[serde(default)]
+    escalation: Vec<RawPolicy>,
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawResponse {
+    stability_window: Option<String>,
+    /// Per severity: a duration, or "off".
+    #[serde(default)]
+    update_every: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    name: String,
+    severities: Option<Vec<String>>,
+    steps: Vec<RawStep>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    after: String,
+    notify: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    name: String,
+    rotation: String,
+    start: String,
+    people: Vec<String>,
+    #[serde(default)]
+    overrides: Vec<RawOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    who: String,
+    from: String,
+    until: String,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +328,7 @@ struct RawKpi {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     url: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -475,6 +555,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
             .store
             .url
             .unwrap_or_else(|| DEFAULT_STORE_URL.to_string()),
+        lease: match &raw.store.lease {
+            Some(s) => located.duration("store", "lease", s)?,
+            None => DEFAULT_LEASE,
+        },
     };
     let known = ["sqlite:", "postgres://", "postgresql://"];
     if !known.iter().any(|p| store.url.starts_with(p)) {
@@ -526,13 +610,197 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         ));
     }
 
+    let response = response(&located, raw.response, raw.escalation, raw.schedule)?;
     Ok(Config {
         nodes,
         probe,
         detect,
         store,
         server,
+        response,
     })
+}
+
+/// `[response]`, `[[escalation]]` and `[[schedule]]`. Without any `[[escalation]]` the
+/// playbook's chain applies to every severity; with some, they replace it, and a severity
+/// no policy lists pages nobody.
+fn response(
+    located: &Locator<'_>,
+    raw: RawResponse,
+    policies: Vec<RawPolicy>,
+    schedules: Vec<RawSchedule>,
+) -> Result<crate::oncall::ResponseConfig, ConfigError> {
+    use crate::incident::Severity;
+    use crate::oncall::{EscalationPolicy, EscalationStep, Override, ResponseConfig, Schedule};
+    let mut cfg = ResponseConfig::default();
+    if let Some(s) = &raw.stability_window {
+        cfg.stability_window = located.duration("response", "stability_window", s)?;
+    }
+    for (sev, every) in &raw.update_every {
+        let key = format!("response.update_every.{sev}");
+        let line = located.key_in_table("response", "update_every");
+        let severity: Severity = sev
+            .parse()
+            .map_err(|e: String| located.error(line, &key, &e))?;
+        cfg.update_every[severity as usize] = if every == "off" {
+            None
+        } else {
+            Some(
+                located
+                    .duration("response", "update_every", every)
+                    .map_err(|_| {
+                        located.error(
+                            line,
+                            &key,
+                            &format!(
+                                "expected a duration such as \"15m\" or \"off\", got {every:?}"
+                            ),
+                        )
+                    })?,
+            )
+        };
+    }
+    let timestamp = |line: Option<usize>,
+                     key: &str,
+                     s: &str|
+     -> Result<jiff::Timestamp, ConfigError> {
+        s.parse().map_err(|e| {
+            located.error(
+                line,
+                key,
+                &format!("expected a UTC time such as \"2026-11-02T09:00:00Z\", got {s:?} ({e})"),
+            )
+        })
+    };
+    let mut built = Vec::new();
+    for (i, p) in schedules.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("schedule", i, key);
+        let key = |k: &str| format!("schedule[{i}].{k}");
+        if p.name.trim().is_empty() || built.iter().any(|s: &Schedule| s.name == p.name) {
+            return Err(located.error(at("name"), &key("name"), "needs a name of its own"));
+        }
+        let rotation = match p.rotation.as_str() {
+            "daily" => Duration::from_secs(86_400),
+            "weekly" => Duration::from_secs(7 * 86_400),
+            other => humantime::parse_duration(other)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    located.error(
+                        at("rotation"),
+                        &key("rotation"),
+                        &format!("expected \"daily\", \"weekly\" or a duration such as \"12h\", got {other:?}"),
+                    )
+                })?,
+        };
+        if p.people.is_empty() || p.people.iter().any(|w| w.trim().is_empty()) {
+            return Err(located.error(
+                at("people"),
+                &key("people"),
+                "needs at least one person, each with a name",
+            ));
+        }
+        let mut overrides = Vec::new();
+        for o in &p.overrides {
+            let from = timestamp(at("overrides"), &key("overrides.from"), &o.from)?;
+            let until = timestamp(at("overrides"), &key("overrides.until"), &o.until)?;
+            if until <= from || o.who.trim().is_empty() {
+                return Err(located.error(
+                    at("overrides"),
+                    &key("overrides"),
+                    "each override needs `who` and a `from` before its `until`",
+                ));
+            }
+            overrides.push(Override {
+                who: o.who.clone(),
+                from,
+                until,
+            });
+        }
+        built.push(Schedule {
+            name: p.name,
+            rotation,
+            start: timestamp(at("start"), &key("start"), &p.start)?,
+            people: p.people,
+            overrides,
+        });
+    }
+    cfg.schedules = built;
+    if !policies.is_empty() {
+        cfg.escalation.clear();
+    }
+    for (i, p) in policies.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("escalation", i, key);
+        let key = |k: &str| format!("escalation[{i}].{k}");
+        if p.name.trim().is_empty() || cfg.escalation.iter().any(|o| o.name == p.name) {
+            return Err(located.error(at("name"), &key("name"), "needs a name of its own"));
+        }
+        let severities = match p.severities {
+            None => vec![Severity::P1, Severity::P2, Severity::P3, Severity::P4],
+            Some(list) => list
+                .iter()
+                .map(|s| s.parse::<Severity>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| located.error(at("severities"), &key("severities"), &e))?,
+        };
+        if let Some((sev, other)) = severities.iter().find_map(|s| {
+            cfg.escalation
+                .iter()
+                .find(|o| o.severities.contains(s))
+                .map(|o| (s, o.name.clone()))
+        }) {
+            return Err(located.error(
+                at("severities"),
+                &key("severities"),
+                &format!(
+                    "{sev} is already escalated by policy {other:?}: each severity has one policy"
+                ),
+            ));
+        }
+        if p.steps.is_empty() {
+            return Err(located.error(at("steps"), &key("steps"), "needs at least one step"));
+        }
+        let mut steps = Vec::new();
+        for (j, st) in p.steps.iter().enumerate() {
+            let after = humantime::parse_duration(&st.after).map_err(|e| {
+                located.error(
+                    at("steps"),
+                    &key(&format!("steps[{j}].after")),
+                    &format!(
+                        "expected a duration such as \"0m\" or \"5m\", got {:?} ({e})",
+                        st.after
+                    ),
+                )
+            })?;
+            if steps
+                .last()
+                .is_some_and(|prev: &EscalationStep| prev.after > after)
+            {
+                return Err(located.error(
+                    at("steps"),
+                    &key(&format!("steps[{j}].after")),
+                    "steps are in order: each `after` at least the one before",
+                ));
+            }
+            if st.notify.trim().is_empty() {
+                return Err(located.error(
+                    at("steps"),
+                    &key(&format!("steps[{j}].notify")),
+                    "must name a schedule, a person or a team",
+                ));
+            }
+            steps.push(EscalationStep {
+                after,
+                notify: st.notify.clone(),
+            });
+        }
+        cfg.escalation.push(EscalationPolicy {
+            name: p.name,
+            severities,
+            steps,
+        });
+    }
+    Ok(cfg)
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -887,5 +1155,78 @@ listen = "127.0.0.1:0"
         assert_eq!(parse_size("100").unwrap(), 100);
         assert_eq!(parse_size("2 KB").unwrap(), 2000);
         assert!(parse_size("8 parsecs").is_err());
+    }
+
+    #[test]
+    fn escalation_schedules_and_response_settings() {
+        let node = "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n";
+        let c = parse(node, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(
+            c.response,
+            crate::oncall::ResponseConfig::default(),
+            "the playbook by default"
+        );
+        assert_eq!(c.store.lease, DEFAULT_LEASE);
+        let text = format!(
+            r#"{node}
+[store]
+lease = "3s"
+
+[response]
+stability_window = "2m"
+update_every = {{ P1 = "10m", P3 = "off" }}
+
+[[schedule]]
+name = "primary"
+rotation = "weekly"
+start = "2026-11-02T09:00:00Z"
+people = ["alice", "bob"]
+overrides = [{{ who = "carol", from = "2026-11-20T00:00:00Z", until = "2026-11-21T00:00:00Z" }}]
+
+[[escalation]]
+name = "critical"
+severities = ["P1", "P2"]
+steps = [{{ after = "0m", notify = "primary" }}, {{ after = "10m", notify = "team lead" }}]
+"#
+        );
+        let c = parse(&text, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(c.store.lease, Duration::from_secs(3));
+        let r = &c.response;
+        assert_eq!(r.stability_window, Duration::from_secs(120));
+        assert_eq!(r.update_every[0], Some(Duration::from_secs(600)));
+        assert_eq!(r.update_every[2], None);
+        assert_eq!(
+            r.update_every[1],
+            Some(Duration::from_secs(1800)),
+            "default kept"
+        );
+        assert_eq!(
+            r.escalation.len(),
+            1,
+            "configured policies replace the playbook's"
+        );
+        assert!(r.policy_for(crate::incident::Severity::P3).is_none());
+        let at: jiff::Timestamp = "2026-11-20T10:00:00Z".parse().unwrap();
+        assert_eq!(r.recipient("primary", at), "carol");
+
+        let e = err(&text
+            .replace("\"10m\", notify", "\"1m\", notify")
+            .replace("\"0m\"", "\"5m\""));
+        assert_eq!(
+            e.key.as_deref(),
+            Some("escalation[0].steps[1].after"),
+            "{e}"
+        );
+        assert!(e.line.is_some());
+        let e = err(&text.replace("[\"P1\", \"P2\"]", "[\"P1\", \"P9\"]"));
+        assert_eq!(e.key.as_deref(), Some("escalation[0].severities"), "{e}");
+        let e = err(&text.replace("\"weekly\"", "\"fortnightly\""));
+        assert_eq!(e.key.as_deref(), Some("schedule[0].rotation"), "{e}");
+        assert!(e.to_string().contains("neo-ir.toml"), "{e}");
+        let e = err(&text.replace("P3 = \"off\"", "P3 = \"never\""));
+        assert_eq!(e.key.as_deref(), Some("response.update_every.P3"), "{e}");
+        let twice = format!("{text}\n[[escalation]]\nname = \"again\"\nseverities = [\"P2\"]\nsteps = [{{ after = \"0m\", notify = \"x\" }}]\n");
+        let e = err(&twice);
+        assert!(e.message.contains("P2 is already escalated"), "{e}");
     }
 }

@@ -1,10 +1,8 @@
-//! Incidents and the pure incident state machine.
+//! Incidents: kinds, severities, phases, roles, the incident record and its timeline events.
 //!
-//! The detectors say what is true now (`Finding`s, plus which conditions cannot be judged
-//! this round). `reconcile` compares that with the open incidents and returns the changes to
-//! make: open a new incident, update one (severity raised, nodes joined), or resolve one.
-//! One cause (the finding's `key`) is one incident however many rounds it fires, and an
-//! incident is resolved only when its condition was positively seen to be clear.
+//! The state machine that moves incidents lives in [`crate::lifecycle`] (what the engine
+//! does each round) and [`crate::respond`] (what people do); both are pure functions from an
+//! incident to its next version plus the events that record why.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -122,36 +120,124 @@ impl FromStr for Severity {
     }
 }
 
-/// Where an incident stands. The response phases (triage, investigating, ...) extend this;
-/// an incident is "open" in every status but `Resolved`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The playbook's phases an incident moves through. `detected` is where every incident
+/// starts; `resolved` and `reviewed` are closed (see [`crate::respond::transition`] for the
+/// moves people may make, [`crate::lifecycle`] for the automatic ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Detected,
+    Triage,
+    Investigating,
+    Mitigating,
+    Monitoring,
     Resolved,
+    Reviewed,
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Detected,
+        Status::Triage,
+        Status::Investigating,
+        Status::Mitigating,
+        Status::Monitoring,
+        Status::Resolved,
+        Status::Reviewed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Detected => "detected",
+            Status::Triage => "triage",
+            Status::Investigating => "investigating",
+            Status::Mitigating => "mitigating",
+            Status::Monitoring => "monitoring",
             Status::Resolved => "resolved",
+            Status::Reviewed => "reviewed",
         }
     }
 
+    /// Open: not yet resolved (every phase before `resolved`).
     pub fn is_open(self) -> bool {
-        self != Status::Resolved
+        !matches!(self, Status::Resolved | Status::Reviewed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 impl FromStr for Status {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "detected" => Ok(Status::Detected),
-            "resolved" => Ok(Status::Resolved),
-            _ => Err(format!("unknown status {s:?}")),
+        Status::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown phase {s:?} (expected one of {})",
+                    Status::ALL.map(Status::as_str).join(", ")
+                )
+            })
+    }
+}
+
+/// The playbook's response roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ResponseRole {
+    /// Incident Commander: overall coordination.
+    IC,
+    /// Technical Lead: investigation and resolution.
+    TL,
+    /// Communications Lead: stakeholder updates.
+    CL,
+    /// Operations Lead: system changes and monitoring.
+    OL,
+}
+
+impl ResponseRole {
+    pub const ALL: [ResponseRole; 4] = [
+        ResponseRole::IC,
+        ResponseRole::TL,
+        ResponseRole::CL,
+        ResponseRole::OL,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResponseRole::IC => "IC",
+            ResponseRole::TL => "TL",
+            ResponseRole::CL => "CL",
+            ResponseRole::OL => "OL",
         }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ResponseRole::IC => "Incident Commander",
+            ResponseRole::TL => "Technical Lead",
+            ResponseRole::CL => "Communications Lead",
+            ResponseRole::OL => "Operations Lead",
+        }
+    }
+}
+
+impl fmt::Display for ResponseRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ResponseRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ResponseRole::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown role {s:?} (expected IC, TL, CL or OL)"))
     }
 }
 
@@ -173,119 +259,13 @@ pub struct Finding {
 /// No detector fires them, so no detection round resolves them: people do.
 pub const DECLARED_PREFIX: &str = "declared:";
 
-/// Who declared an incident, and from where (the audit part of its `opened` event).
+/// Who did something, and from where (the audit part of every person's event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     /// A token name for the API, the OS user for the CLI.
     pub who: String,
     /// `api 10.0.0.7:51234`, `cli`.
     pub from: String,
-}
-
-/// Longest summary of a declared incident, in characters.
-pub const MAX_SUMMARY: usize = 500;
-
-/// A person's declaration of an incident, as the change that opens it, or why it is
-/// refused (an empty or too long summary). The key is unique per declaration (the time and
-/// a per-process sequence), so two declarations are two incidents.
-pub fn declare(
-    kind: IncidentKind,
-    severity: Severity,
-    summary: &str,
-    mut nodes: Vec<String>,
-    actor: &Actor,
-    now: Timestamp,
-) -> Result<Change, String> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
-    let summary = summary.trim();
-    if summary.is_empty() || summary.chars().count() > MAX_SUMMARY {
-        return Err(format!("summary must be 1 to {MAX_SUMMARY} characters"));
-    }
-    nodes.sort();
-    nodes.dedup();
-    let key = format!(
-        "{DECLARED_PREFIX}{}-{}-{}",
-        now.as_millisecond(),
-        std::process::id(),
-        SEQUENCE.fetch_add(1, Ordering::Relaxed)
-    );
-    let finding = Finding {
-        key,
-        kind,
-        severity,
-        nodes,
-        summary: summary.to_string(),
-        evidence: serde_json::json!({"declared_by": actor.who, "from": actor.from}),
-    };
-    let event = TimelineEvent::new(
-        now,
-        EventType::Opened,
-        format!("{severity} {kind} declared by {}: {summary}", actor.who),
-        serde_json::json!({
-            "severity": severity,
-            "nodes": finding.nodes,
-            "declared_by": actor.who,
-            "from": actor.from,
-        }),
-    );
-    Ok(Change::Open {
-        finding,
-        at: now,
-        event,
-    })
-}
-
-/// The timeline event of a person acknowledging `incident` at `at`.
-pub fn acknowledged_event(incident: &Incident, actor: &Actor, at: Timestamp) -> TimelineEvent {
-    let after_ms = crate::clock::millis_between(incident.opened_at, at);
-    TimelineEvent::new(
-        at,
-        EventType::Acknowledged,
-        format!("acknowledged by {} after {}", actor.who, human_ms(after_ms)),
-        serde_json::json!({
-            "by": actor.who,
-            "from": actor.from,
-            "after_ms": after_ms,
-            "within_target": incident.ack_due_at.is_none_or(|due| at <= due),
-        }),
-    )
-}
-
-/// Longest note, in characters.
-pub const MAX_NOTE: usize = 4000;
-
-/// A person's note on the timeline (what they saw, did or decided), or why it is refused.
-pub fn note_event(text: &str, actor: &Actor, at: Timestamp) -> Result<TimelineEvent, String> {
-    let text = text.trim();
-    if text.is_empty() || text.chars().count() > MAX_NOTE {
-        return Err(format!("a note has 1 to {MAX_NOTE} characters"));
-    }
-    Ok(TimelineEvent::new(
-        at,
-        EventType::Note,
-        format!("{}: {text}", actor.who),
-        serde_json::json!({"by": actor.who, "from": actor.from, "text": text}),
-    ))
-}
-
-/// The timeline event of `incident` missing its response target, recorded at `now`.
-pub fn breach_event(incident: &Incident, now: Timestamp) -> TimelineEvent {
-    let target = incident.severity.response_target();
-    TimelineEvent::new(
-        now,
-        EventType::ResponseTargetBreached,
-        format!(
-            "not acknowledged within the {} response target of {}",
-            incident.severity,
-            human_ms(target.as_millis() as u64)
-        ),
-        serde_json::json!({
-            "severity": incident.severity,
-            "target_ms": target.as_millis() as u64,
-            "due_at": incident.ack_due_at,
-        }),
-    )
 }
 
 /// The outcome of one detection round.
@@ -297,13 +277,20 @@ pub struct Assessment {
     pub undecided: BTreeSet<String>,
 }
 
-/// An incident as stored (the projection of its timeline).
+/// An incident as stored (the projection of its timeline). Every deadline is an absolute
+/// time stored here, derived from timeline events, so it survives restarts; each is fired
+/// by one guarded write (see `version`), so it fires once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
     pub id: i64,
+    /// Bumped by every write: a write computed from an older version is refused by the
+    /// store (optimistic concurrency between the engine, people and other instances).
+    #[serde(default)]
+    pub version: i64,
     pub key: String,
     pub kind: IncidentKind,
     pub severity: Severity,
+    /// The phase.
     pub status: Status,
     pub nodes: Vec<String>,
     pub summary: String,
@@ -311,8 +298,18 @@ pub struct Incident {
     pub opened_at: Timestamp,
     pub resolved_at: Option<Timestamp>,
     pub updated_at: Timestamp,
+    /// The worst severity a detector reported: the engine raises `severity` only when a
+    /// finding is worse than this, so a person's lowering is not undone by the same finding.
+    pub detected_severity: Severity,
+    /// Since when the condition is seen clear (`None` while it fires). The incident resolves
+    /// when it stayed clear, in `monitoring`, for the stability window.
+    #[serde(default)]
+    pub cleared_at: Option<Timestamp>,
+    /// Who holds which response role now.
+    #[serde(default)]
+    pub roles: BTreeMap<ResponseRole, String>,
     /// When acknowledgement is due: opened + the severity's response target (moved when the
-    /// severity is raised before anyone acknowledged).
+    /// severity changes before anyone acknowledged).
     #[serde(default)]
     pub ack_due_at: Option<Timestamp>,
     #[serde(default)]
@@ -323,18 +320,49 @@ pub struct Incident {
     /// When the missed response target was recorded (once per incident).
     #[serde(default)]
     pub ack_breached_at: Option<Timestamp>,
+    /// The escalation policy in force, the index of its next step and when that step is due
+    /// (`None`: nothing left to page, or acknowledged).
+    #[serde(default)]
+    pub escalation_policy: Option<String>,
+    #[serde(default)]
+    pub escalation_step: u32,
+    #[serde(default)]
+    pub escalation_due_at: Option<Timestamp>,
+    /// When a person's next update is due (set on acknowledgement, moved by every update).
+    #[serde(default)]
+    pub update_due_at: Option<Timestamp>,
 }
 
-/// Types of timeline events written by the engine.
+impl Incident {
+    pub fn is_open(&self) -> bool {
+        self.status.is_open()
+    }
+
+    pub fn is_declared(&self) -> bool {
+        self.key.starts_with(DECLARED_PREFIX)
+    }
+}
+
+/// Types of timeline events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     Opened,
     SeverityRaised,
+    SeverityChanged,
     NodesChanged,
+    ConditionCleared,
+    Recurred,
+    PhaseChanged,
     Acknowledged,
     ResponseTargetBreached,
+    Escalated,
+    UpdateDue,
+    RoleAssigned,
+    RoleHandedOver,
+    RoleReleased,
     Note,
+    Action,
     Resolved,
 }
 
@@ -343,10 +371,20 @@ impl EventType {
         match self {
             EventType::Opened => "opened",
             EventType::SeverityRaised => "severity_raised",
+            EventType::SeverityChanged => "severity_changed",
             EventType::NodesChanged => "nodes_changed",
+            EventType::ConditionCleared => "condition_cleared",
+            EventType::Recurred => "recurred",
+            EventType::PhaseChanged => "phase_changed",
             EventType::Acknowledged => "acknowledged",
             EventType::ResponseTargetBreached => "response_target_breached",
+            EventType::Escalated => "escalated",
+            EventType::UpdateDue => "update_due",
+            EventType::RoleAssigned => "role_assigned",
+            EventType::RoleHandedOver => "role_handed_over",
+            EventType::RoleReleased => "role_released",
             EventType::Note => "note",
+            EventType::Action => "action",
             EventType::Resolved => "resolved",
         }
     }
@@ -363,7 +401,7 @@ pub struct TimelineEvent {
 }
 
 impl TimelineEvent {
-    fn new(at: Timestamp, t: EventType, message: String, data: serde_json::Value) -> Self {
+    pub fn new(at: Timestamp, t: EventType, message: String, data: serde_json::Value) -> Self {
         Self {
             at,
             event_type: t.as_str().to_string(),
@@ -371,126 +409,39 @@ impl TimelineEvent {
             data,
         }
     }
+
+    pub fn is(&self, t: EventType) -> bool {
+        self.event_type == t.as_str()
+    }
+}
+
+/// An incident after a change, with the timeline events that record the change. The store
+/// writes it only if the stored incident is still at `incident.version` (and bumps it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    pub incident: Incident,
+    pub events: Vec<TimelineEvent>,
 }
 
 /// A change the store must apply (each in one transaction with its events).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
+    /// A new incident (its `id` and `version` are assigned by the store), with its events:
+    /// `opened` first, then what fired with the opening (the first escalation step).
     Open {
-        finding: Finding,
-        at: Timestamp,
-        event: TimelineEvent,
-    },
-    Update {
-        id: i64,
-        at: Timestamp,
-        severity: Severity,
-        nodes: Vec<String>,
-        summary: String,
-        evidence: serde_json::Value,
-        /// Empty when only the evidence numbers moved.
+        incident: Incident,
         events: Vec<TimelineEvent>,
     },
-    Resolve {
-        id: i64,
-        at: Timestamp,
-        event: TimelineEvent,
-    },
+    Update(Mutation),
 }
 
-/// Compare what is true now with the open incidents and say what must change.
-///
-/// - A finding whose key has no open incident opens one.
-/// - A finding for an open incident updates it: a worse severity is raised (never lowered
-///   automatically), a changed node set is recorded, the latest evidence replaces the old.
-/// - An open incident whose key has no finding and is not `undecided` is resolved.
-pub fn reconcile(open: &[Incident], assessment: &Assessment, now: Timestamp) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let by_key: BTreeMap<&str, &Incident> = open
-        .iter()
-        .filter(|i| i.status.is_open())
-        .map(|i| (i.key.as_str(), i))
-        .collect();
-    let mut firing = BTreeSet::new();
-
-    for f in &assessment.findings {
-        if !firing.insert(f.key.as_str()) {
-            continue; // one finding per cause per round
-        }
-        match by_key.get(f.key.as_str()) {
-            None => changes.push(Change::Open {
-                finding: f.clone(),
-                at: now,
-                event: TimelineEvent::new(
-                    now,
-                    EventType::Opened,
-                    format!("{} {}: {}", f.severity, f.kind, f.summary),
-                    serde_json::json!({
-                        "severity": f.severity,
-                        "nodes": f.nodes,
-                        "evidence": f.evidence,
-                    }),
-                ),
-            }),
-            Some(inc) => {
-                let mut events = Vec::new();
-                let mut severity = inc.severity;
-                if f.severity.worse_than(inc.severity) {
-                    severity = f.severity;
-                    events.push(TimelineEvent::new(
-                        now,
-                        EventType::SeverityRaised,
-                        format!("severity raised {} → {}: {}", inc.severity, f.severity, f.summary),
-                        serde_json::json!({"from": inc.severity, "to": f.severity, "evidence": f.evidence}),
-                    ));
-                }
-                if f.nodes != inc.nodes {
-                    events.push(TimelineEvent::new(
-                        now,
-                        EventType::NodesChanged,
-                        format!("nodes now {}", f.nodes.join(", ")),
-                        serde_json::json!({"from": inc.nodes, "to": f.nodes}),
-                    ));
-                }
-                if !events.is_empty() || f.evidence != inc.evidence || f.summary != inc.summary {
-                    changes.push(Change::Update {
-                        id: inc.id,
-                        at: now,
-                        severity,
-                        nodes: f.nodes.clone(),
-                        summary: f.summary.clone(),
-                        evidence: f.evidence.clone(),
-                        events,
-                    });
-                }
-            }
+impl Change {
+    pub fn events(&self) -> &[TimelineEvent] {
+        match self {
+            Change::Open { events, .. } => events,
+            Change::Update(m) => &m.events,
         }
     }
-
-    for inc in by_key.values() {
-        if firing.contains(inc.key.as_str())
-            || assessment.undecided.contains(&inc.key)
-            || inc.key.starts_with(DECLARED_PREFIX)
-        {
-            continue;
-        }
-        let lasted_ms = crate::clock::millis_between(inc.opened_at, now);
-        changes.push(Change::Resolve {
-            id: inc.id,
-            at: now,
-            event: TimelineEvent::new(
-                now,
-                EventType::Resolved,
-                format!(
-                    "condition cleared after {}: {}",
-                    human_ms(lasted_ms),
-                    inc.summary
-                ),
-                serde_json::json!({"duration_ms": lasted_ms, "last_evidence": inc.evidence}),
-            ),
-        });
-    }
-    changes
 }
 
 /// "4.2 s", "3 min 5 s", "2 h 1 min": durations as operators read them.
@@ -508,218 +459,23 @@ pub fn human_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
-    use std::time::Duration;
-
-    fn finding(key: &str, sev: Severity, nodes: &[&str]) -> Finding {
-        Finding {
-            key: key.into(),
-            kind: IncidentKind::NodeDown,
-            severity: sev,
-            nodes: nodes.iter().map(|s| s.to_string()).collect(),
-            summary: format!("{key} fired"),
-            evidence: serde_json::json!({"n": 1}),
-        }
-    }
 
     #[test]
-    fn a_declared_incident_is_never_resolved_by_a_detection_round() {
-        let clock = ManualClock::at_epoch_2026();
-        let actor = Actor {
-            who: "ops".into(),
-            from: "api 127.0.0.1:5000".into(),
-        };
-        let first = declare(
-            IncidentKind::PerformanceDegradation,
-            Severity::P3,
-            "users report slow RPC",
-            vec!["rpc-2".into(), "rpc-1".into(), "rpc-2".into()],
-            &actor,
-            clock.now(),
-        )
-        .unwrap();
-        let second = declare(
-            IncidentKind::PerformanceDegradation,
-            Severity::P3,
-            "users report slow RPC",
-            vec![],
-            &actor,
-            clock.now(),
-        )
-        .unwrap();
-        for summary in ["", "  ", &"x".repeat(MAX_SUMMARY + 1)] {
-            let refused = declare(
-                IncidentKind::NodeDown,
-                Severity::P2,
-                summary,
-                vec![],
-                &actor,
-                clock.now(),
-            );
-            assert!(refused.is_err(), "{summary:?}");
-        }
-        let (Change::Open { finding, event, .. }, Change::Open { finding: other, .. }) =
-            (&first, &second)
-        else {
-            panic!("declarations open incidents");
-        };
-        assert!(finding.key.starts_with(DECLARED_PREFIX));
-        assert_ne!(finding.key, other.key, "two declarations, two incidents");
-        assert_eq!(finding.nodes, ["rpc-1", "rpc-2"]);
-        assert_eq!(event.event_type, "opened");
-        assert_eq!(event.data["declared_by"], "ops");
-        assert_eq!(event.data["from"], "api 127.0.0.1:5000");
-
-        let mut open = Vec::new();
-        let mut next = 0;
-        apply(&mut open, vec![first], &mut next);
-        for _ in 0..3 {
-            clock.advance(Duration::from_secs(60));
-            let changes = reconcile(&open, &Assessment::default(), clock.now());
-            assert!(changes.is_empty(), "{changes:?}");
-        }
-    }
-
-    /// Apply changes the way a store would, assigning ids.
-    fn apply(open: &mut Vec<Incident>, changes: Vec<Change>, next_id: &mut i64) {
-        for c in changes {
-            match c {
-                Change::Open { finding, at, .. } => {
-                    *next_id += 1;
-                    open.push(Incident {
-                        id: *next_id,
-                        key: finding.key,
-                        kind: finding.kind,
-                        severity: finding.severity,
-                        status: Status::Detected,
-                        nodes: finding.nodes,
-                        summary: finding.summary,
-                        evidence: finding.evidence,
-                        opened_at: at,
-                        resolved_at: None,
-                        updated_at: at,
-                        ack_due_at: None,
-                        acked_at: None,
-                        acked_by: None,
-                        ack_breached_at: None,
-                    })
-                }
-                Change::Update {
-                    id,
-                    severity,
-                    nodes,
-                    evidence,
-                    ..
-                } => {
-                    let i = open.iter_mut().find(|i| i.id == id).unwrap();
-                    i.severity = severity;
-                    i.nodes = nodes;
-                    i.evidence = evidence;
-                }
-                Change::Resolve { id, at, .. } => {
-                    let i = open.iter_mut().find(|i| i.id == id).unwrap();
-                    i.status = Status::Resolved;
-                    i.resolved_at = Some(at);
-                }
-            }
-        }
-        open.retain(|i| i.status.is_open());
-    }
-
-    #[test]
-    fn one_cause_is_one_incident_however_many_rounds() {
-        let clock = ManualClock::at_epoch_2026();
-        let mut open = Vec::new();
-        let mut id = 0;
-        let a = Assessment {
-            findings: vec![finding("node_down:rpc-1", Severity::P2, &["rpc-1"])],
-            ..Default::default()
-        };
-        for _ in 0..10 {
-            let ch = reconcile(&open, &a, clock.now());
-            apply(&mut open, ch, &mut id);
-            clock.advance(Duration::from_secs(1));
-        }
-        assert_eq!(open.len(), 1);
-        assert_eq!(id, 1, "exactly one incident was opened");
-    }
-
-    #[test]
-    fn severity_is_raised_never_lowered() {
-        let clock = ManualClock::at_epoch_2026();
-        let mut open = Vec::new();
-        let mut id = 0;
-        let mut a = Assessment {
-            findings: vec![finding("k", Severity::P2, &["a"])],
-            ..Default::default()
-        };
-        let ch = reconcile(&open, &a, clock.now());
-        apply(&mut open, ch, &mut id);
-        a.findings[0].severity = Severity::P1;
-        let ch = reconcile(&open, &a, clock.now());
-        assert!(
-            matches!(&ch[0], Change::Update { severity: Severity::P1, events, .. }
-            if events[0].event_type == "severity_raised")
-        );
-        apply(&mut open, ch, &mut id);
-        a.findings[0].severity = Severity::P3;
-        let ch = reconcile(&open, &a, clock.now());
-        assert!(ch.is_empty(), "a lower severity changes nothing: {ch:?}");
-        assert_eq!(open[0].severity, Severity::P1);
-    }
-
-    #[test]
-    fn resolves_only_when_clear_not_when_undecided() {
-        let clock = ManualClock::at_epoch_2026();
-        let mut open = Vec::new();
-        let mut id = 0;
-        let firing = Assessment {
-            findings: vec![finding("sync_failure:rpc-2", Severity::P2, &["rpc-2"])],
-            ..Default::default()
-        };
-        let ch = reconcile(&open, &firing, clock.now());
-        apply(&mut open, ch, &mut id);
-        let undecided = Assessment {
-            findings: vec![],
-            undecided: ["sync_failure:rpc-2".to_string()].into(),
-        };
-        clock.advance(Duration::from_secs(5));
-        assert!(reconcile(&open, &undecided, clock.now()).is_empty());
-        clock.advance(Duration::from_secs(5));
-        let ch = reconcile(&open, &Assessment::default(), clock.now());
-        match &ch[..] {
-            [Change::Resolve { id: 1, at, event }] => {
-                assert_eq!(*at, clock.now());
-                assert_eq!(event.data["duration_ms"], 10_000);
-            }
-            other => panic!("expected one resolve, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn node_set_change_is_a_timeline_event() {
-        let clock = ManualClock::at_epoch_2026();
-        let mut open = Vec::new();
-        let mut id = 0;
-        let mut a = Assessment {
-            findings: vec![finding("consensus_failure", Severity::P1, &["a", "b"])],
-            ..Default::default()
-        };
-        let ch = reconcile(&open, &a, clock.now());
-        apply(&mut open, ch, &mut id);
-        a.findings[0].nodes = vec!["a".into()];
-        let ch = reconcile(&open, &a, clock.now());
-        assert!(
-            matches!(&ch[0], Change::Update { events, .. } if events[0].event_type == "nodes_changed")
-        );
-    }
-
-    #[test]
-    fn kinds_and_severities_round_trip() {
+    fn kinds_severities_phases_and_roles_round_trip() {
         for k in IncidentKind::ALL {
             assert_eq!(k.as_str().parse::<IncidentKind>().unwrap(), k);
             assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
         }
+        for p in Status::ALL {
+            assert_eq!(p.as_str().parse::<Status>().unwrap(), p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for r in ResponseRole::ALL {
+            assert_eq!(r.as_str().parse::<ResponseRole>().unwrap(), r);
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+        assert_eq!("ic".parse::<ResponseRole>().unwrap(), ResponseRole::IC);
+        assert!("XX".parse::<ResponseRole>().is_err());
         assert!(Severity::P1.worse_than(Severity::P2));
         assert_eq!("P3".parse::<Severity>().unwrap(), Severity::P3);
         assert_eq!(human_ms(4200), "4.2 s");

@@ -12,7 +12,10 @@ pub mod detect;
 pub mod fleet;
 pub mod fork;
 pub mod incident;
+pub mod lifecycle;
 pub mod observation;
+pub mod oncall;
+pub mod respond;
 pub mod telemetry;
 pub mod text;
 

@@ -1,13 +1,34 @@
-//! neo-ir's HTTP API: `/api/v1/incidents` (list; `POST` declares an incident),
-//! `/api/v1/incidents/{id}`, `/api/v1/nodes`, and `/healthz` / `/readyz`. Everything it
-//! serves comes from the store, so any instance sharing the store serves the same answers.
+//! neo-ir's HTTP API. Everything it serves comes from the store, so any instance sharing the
+//! store serves the same answers.
 //!
-//! Mutations need a bearer token with `write` access (`[[server.tokens]]`, compared in
-//! constant time); the mutation's timeline event names the token and the client address
-//! (the audit log). Reads are open unless `server.protect_reads`. 401 without a valid
+//! Reads:
+//! - `GET /api/v1/incidents` (`?status=open|all&limit=&cursor=`), `GET /api/v1/incidents/{id}`
+//!   (with its timeline), `GET /api/v1/nodes`, `GET /api/v1/silences` (`?all=true`: ended
+//!   ones too), `GET /api/v1/audit` (`?limit=&cursor=`: who did what, newest first).
+//! - `/healthz` / `/readyz` (always open).
+//!
+//! People's actions (each needs a `write` token, is written with its audit record):
+//! - `POST /api/v1/incidents` declares an incident (201 with it);
+//! - `POST /api/v1/incidents/{id}/ack` (200 `{"incident", "already"}`);
+//! - `POST /api/v1/incidents/{id}/notes` `{"text", "kind": "note"|"action", "runbook_run"}`
+//!   (201 with the event);
+//! - `POST /api/v1/incidents/{id}/severity` `{"severity", "reason"}`,
+//!   `POST /api/v1/incidents/{id}/roles` `{"role", "holder"}` (`null` releases),
+//!   `POST /api/v1/incidents/{id}/transition` `{"to", "reason"}`: 200
+//!   `{"incident", "events", "unchanged"}` (`"unchanged": true` with a `message` when it was
+//!   already so: nothing is written);
+//! - `POST /api/v1/silences` (201 with the silence), `DELETE /api/v1/silences/{id}` (ends it
+//!   now; 200 with it).
+//!
+//! Tokens come from `[[server.tokens]]` and are compared in constant time; the audit record
+//! and the timeline events name the token and the client address (`api 10.0.0.7:51234`).
+//! Reads are open unless `server.protect_reads` (then any token works), except the audit
+//! log, which always needs a token (it tells who did what from where). 401 without a valid
 //! token, 403 for a read-only token on a mutation.
 //!
-//! Errors have the shape `{"error": {"code": "not_found", "message": "..."}}`.
+//! Errors have the shape `{"error": {"code": "not_found", "message": "..."}}`: 400
+//! `bad_request`, 401 `unauthorized`, 403 `forbidden`, 404 `not_found`, 409 `conflict` (not
+//! possible in the incident's state, or it kept changing meanwhile), 503 `store_unavailable`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,16 +38,21 @@ use axum::extract::{ConnectInfo, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use jiff::Timestamp;
 use neo_ir_core::config::Access;
-use neo_ir_core::incident::{declare, Actor, Incident, IncidentKind, Severity, TimelineEvent};
-use neo_ir_store::{ListFilter, Store};
+use neo_ir_core::incident::{
+    Actor, Incident, IncidentKind, Mutation, ResponseRole, Severity, Status, TimelineEvent,
+};
+use neo_ir_core::oncall::{self, ResponseConfig};
+use neo_ir_core::respond::{self, Refusal};
+use neo_ir_store::{Audit, ListFilter, NewSilence, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// Largest page of incidents one request may ask for.
+/// Largest page of incidents (or audit entries) one request may ask for.
 pub const MAX_LIMIT: u32 = 500;
 
 /// One bearer token the API accepts.
@@ -90,6 +116,7 @@ impl Auth {
 struct AppState {
     store: Store,
     auth: Arc<Auth>,
+    response: Arc<ResponseConfig>,
 }
 
 impl FromRef<AppState> for Store {
@@ -98,31 +125,34 @@ impl FromRef<AppState> for Store {
     }
 }
 
-/// Build the API router over a store: reads open, no mutations (no token configured).
+/// Build the API router over a store: reads open, no mutations (no token configured), the
+/// playbook's response configuration.
 pub fn router(store: Store) -> Router {
-    router_with(store, Auth::default())
+    router_with(store, Auth::default(), ResponseConfig::default())
 }
 
-/// Build the API router over a store with its tokens.
-pub fn router_with(store: Store, auth: Auth) -> Router {
+/// Build the API router over a store with its tokens and response configuration (the
+/// escalation policies and update intervals people's actions compute deadlines with).
+pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router {
     let state = AppState {
         store,
         auth: Arc::new(auth),
+        response: Arc::new(response),
     };
-    let reads = Router::new()
+    let api = Router::new()
         .route(
             "/api/v1/incidents",
             get(list_incidents).post(declare_incident),
         )
         .route("/api/v1/incidents/{id}", get(get_incident))
-        .route(
-            "/api/v1/incidents/{id}/ack",
-            axum::routing::post(acknowledge_incident),
-        )
-        .route(
-            "/api/v1/incidents/{id}/notes",
-            axum::routing::post(add_note),
-        )
+        .route("/api/v1/incidents/{id}/ack", post(acknowledge_incident))
+        .route("/api/v1/incidents/{id}/notes", post(add_note))
+        .route("/api/v1/incidents/{id}/severity", post(change_severity))
+        .route("/api/v1/incidents/{id}/roles", post(set_role))
+        .route("/api/v1/incidents/{id}/transition", post(transition))
+        .route("/api/v1/silences", get(list_silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/nodes", get(list_nodes))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -131,12 +161,13 @@ pub fn router_with(store: Store, auth: Auth) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(reads)
+        .merge(api)
         .fallback(not_found)
         .with_state(state)
 }
 
-/// Reads need a token only with `protect_reads`; mutations check their own (write) token.
+/// Reads need a token only with `protect_reads`; mutations check their own (write) token,
+/// the audit log its own (read) token.
 async fn guard_reads(
     State(state): State<AppState>,
     req: Request,
@@ -154,19 +185,28 @@ pub async fn serve(
     store: Store,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_with(listener, store, Auth::default(), shutdown).await
+    serve_with(
+        listener,
+        store,
+        Auth::default(),
+        ResponseConfig::default(),
+        shutdown,
+    )
+    .await
 }
 
-/// Serve the API with its tokens on `listener` until `shutdown` completes.
+/// Serve the API with its tokens and response configuration on `listener` until
+/// `shutdown` completes.
 pub async fn serve_with(
     listener: TcpListener,
     store: Store,
     auth: Auth,
+    response: ResponseConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router_with(store, auth).into_make_service_with_connect_info::<SocketAddr>(),
+        router_with(store, auth, response).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -207,19 +247,42 @@ impl ApiError {
     fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
+    fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
 }
 
-impl From<neo_ir_store::StoreError> for ApiError {
-    fn from(e: neo_ir_store::StoreError) -> Self {
-        if let neo_ir_store::StoreError::NoSuchIncident(n) = e {
-            return ApiError::not_found(format!("incident {n} does not exist"));
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchIncident(n) => {
+                ApiError::not_found(format!("incident {n} does not exist"))
+            }
+            StoreError::NoSuchSilence(n) => {
+                ApiError::not_found(format!("silence {n} does not exist or has ended"))
+            }
+            StoreError::Conflict(n) => ApiError::conflict(format!(
+                "incident {n} kept changing while this was written: try again"
+            )),
+            e => {
+                tracing::error!(error = %e, "store error while serving the API");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    e.to_string(),
+                )
+            }
         }
-        tracing::error!(error = %e, "store error while serving the API");
-        Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
-            e.to_string(),
-        )
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Invalid(m) => ApiError::bad_request(m),
+            // `Unchanged` is answered before it gets here; a conflict if it ever does
+            Refusal::Conflict(m) | Refusal::Unchanged(m) => ApiError::conflict(m),
+        }
     }
 }
 
@@ -234,7 +297,10 @@ impl IntoResponse for ApiError {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint; see /api/v1/incidents, /api/v1/nodes, /healthz")
+    ApiError::not_found(
+        "no such endpoint; see /api/v1/incidents, /api/v1/nodes, /api/v1/silences, \
+         /api/v1/audit, /healthz",
+    )
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -257,6 +323,37 @@ struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+}
+
+/// A page's size and cursor from the query: `limit` 1..=[`MAX_LIMIT`] (default 100), the
+/// cursor a decimal id (only entries below it).
+fn page(limit: Option<&str>, cursor: Option<&str>) -> Result<(u32, Option<i64>), ApiError> {
+    let limit = match limit {
+        None => 100,
+        Some(s) => match s.parse::<u32>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit must be a number from 1 to {MAX_LIMIT}, got {s:?}"
+                )))
+            }
+        },
+    };
+    let before_id = match cursor {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?,
+        ),
+    };
+    Ok((limit, before_id))
+}
+
+/// The cursor of the page after `items` (set whenever the page is full).
+fn next_cursor<T>(items: &[T], limit: u32, id: impl Fn(&T) -> i64) -> Option<String> {
+    (items.len() == limit as usize)
+        .then(|| items.last().map(|i| id(i).to_string()))
+        .flatten()
 }
 
 /// The incident list: `{"incidents": [...], "next_cursor": "12" | null}`.
@@ -287,24 +384,7 @@ async fn list_incidents(
             )))
         }
     };
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be a number from 1 to {MAX_LIMIT}, got {s:?}"
-                )))
-            }
-        },
-    };
-    let before_id = match q.cursor.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid cursor {c:?}")))?,
-        ),
-    };
+    let (limit, before_id) = page(q.limit.as_deref(), q.cursor.as_deref())?;
     let incidents = store
         .list_incidents(ListFilter {
             all,
@@ -312,9 +392,7 @@ async fn list_incidents(
             before_id,
         })
         .await?;
-    let next_cursor = (incidents.len() == limit as usize)
-        .then(|| incidents.last().map(|i| i.id.to_string()))
-        .flatten();
+    let next_cursor = next_cursor(&incidents, limit, |i| i.id);
     Ok(Json(IncidentList {
         incidents,
         next_cursor,
@@ -326,22 +404,19 @@ async fn get_incident(
     Path(id): Path<String>,
 ) -> Result<Json<IncidentDetail>, ApiError> {
     let n = incident_id(&id)?;
-    let (incident, timeline) = store
-        .incident(n)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("incident {n} does not exist")))?;
+    let (incident, timeline) = stored_incident(&store, n).await?;
     Ok(Json(IncidentDetail { incident, timeline }))
 }
 
-/// `POST /api/v1/incidents`: a person declares an incident (a user report).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Declaration {
-    kind: String,
-    severity: String,
-    summary: String,
-    #[serde(default)]
-    nodes: Vec<String>,
+/// Incident `n` with its timeline, or 404.
+async fn stored_incident(
+    store: &Store,
+    n: i64,
+) -> Result<(Incident, Vec<TimelineEvent>), ApiError> {
+    store
+        .incident(n)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("incident {n} does not exist")))
 }
 
 /// An incident id from the path; a non-numeric one does not exist.
@@ -371,25 +446,107 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 
+/// A mutation's person (a `write` token, 401/403 first) and its JSON body.
+async fn person_request<T: serde::de::DeserializeOwned>(
+    auth: &Auth,
+    req: Request,
+    what: &str,
+) -> Result<(Actor, T), ApiError> {
+    let (parts, body) = req.into_parts();
+    let actor = writer(auth, &parts)?;
+    let body = json_body(body, what).await?;
+    Ok((actor, body))
+}
+
+/// What a person's action on an incident came to.
+enum Outcome {
+    /// Written: the incident as stored and the events that record it.
+    Done(Mutation),
+    /// It was already so: nothing written; the incident as it is.
+    Unchanged { incident: Incident, message: String },
+}
+
+impl Outcome {
+    /// `{"incident", "events", "unchanged"}` (with `"message"` when unchanged).
+    fn into_json(self) -> Json<serde_json::Value> {
+        Json(match self {
+            Outcome::Done(m) => {
+                json!({"incident": m.incident, "events": m.events, "unchanged": false})
+            }
+            Outcome::Unchanged { incident, message } => json!({
+                "incident": incident,
+                "events": [],
+                "unchanged": true,
+                "message": message,
+            }),
+        })
+    }
+}
+
+/// Run a person's action on incident `id` (from the path) with its audit record: `f`
+/// computes the next version from the stored one, again if it changed meanwhile. A refusal
+/// is 400 (invalid) or 409 (not possible now); "already so" is an [`Outcome::Unchanged`].
+async fn act<F>(
+    state: &AppState,
+    id: &str,
+    actor: &Actor,
+    action: &str,
+    detail: serde_json::Value,
+    f: F,
+) -> Result<Outcome, ApiError>
+where
+    F: Fn(&Incident, &Actor, Timestamp, &ResponseConfig) -> Result<Mutation, Refusal>,
+{
+    let n = incident_id(id)?;
+    let now = Timestamp::now();
+    let cfg = &*state.response;
+    let audit = Audit::new(actor, action, detail);
+    match state
+        .store
+        .mutate(n, &audit, |i| f(i, actor, now, cfg))
+        .await?
+    {
+        Ok(m) => Ok(Outcome::Done(m)),
+        Err(Refusal::Unchanged(message)) => {
+            let (incident, _) = stored_incident(&state.store, n).await?;
+            Ok(Outcome::Unchanged { incident, message })
+        }
+        Err(refusal) => Err(refusal.into()),
+    }
+}
+
+/// `POST /api/v1/incidents`: a person declares an incident (a user report).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Declaration {
+    kind: String,
+    severity: String,
+    summary: String,
+    #[serde(default)]
+    nodes: Vec<String>,
+}
+
 async fn declare_incident(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<(StatusCode, Json<Incident>), ApiError> {
-    let (parts, body) = req.into_parts();
-    let actor = writer(&state.auth, &parts)?;
-    let d: Declaration = json_body(body, "declaration").await?;
+    let (actor, d): (_, Declaration) = person_request(&state.auth, req, "declaration").await?;
     let kind: IncidentKind = d.kind.parse().map_err(ApiError::bad_request)?;
     let severity: Severity = d.severity.parse().map_err(ApiError::bad_request)?;
-    let change = declare(
+    let now = Timestamp::now();
+    let silences = state.store.silences(Some(now)).await?;
+    let d = respond::Declaration {
         kind,
         severity,
-        &d.summary,
-        d.nodes,
-        &actor,
-        jiff::Timestamp::now(),
-    )
-    .map_err(ApiError::bad_request)?;
-    let incident = state.store.apply(&change).await?;
+        summary: d.summary,
+        nodes: d.nodes,
+    };
+    let change = respond::declare(&d, &actor, now, &state.response, &silences)?;
+    let detail = serde_json::to_value(&d).expect("a declaration serializes");
+    let incident = state
+        .store
+        .declare(&change, &Audit::new(&actor, "declare", detail))
+        .await?;
     Ok((StatusCode::CREATED, Json(incident)))
 }
 
@@ -402,41 +559,306 @@ async fn acknowledge_incident(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let (parts, _) = req.into_parts();
     let actor = writer(&state.auth, &parts)?;
-    let n = incident_id(&id)?;
-    match state
-        .store
-        .acknowledge(n, &actor, jiff::Timestamp::now())
-        .await?
-    {
-        neo_ir_store::Ack::Done(i) => Ok(Json(json!({"incident": i, "already": false}))),
-        neo_ir_store::Ack::Already(i) => Ok(Json(json!({"incident": i, "already": true}))),
-        neo_ir_store::Ack::Resolved(_) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("incident {n} is resolved; there is nothing to acknowledge"),
-        )),
-    }
+    let outcome = act(
+        &state,
+        &id,
+        &actor,
+        "acknowledge",
+        json!({}),
+        respond::acknowledge,
+    )
+    .await?;
+    Ok(Json(match outcome {
+        Outcome::Done(m) => json!({"incident": m.incident, "already": false}),
+        Outcome::Unchanged { incident, .. } => json!({"incident": incident, "already": true}),
+    }))
 }
 
-/// `POST /api/v1/incidents/{id}/notes` with `{"text": "..."}`: 201 with the event.
+/// `POST /api/v1/incidents/{id}/notes`: `{"text": "..."}` (a note), or
+/// `{"text": "...", "kind": "action", "runbook_run": "run-42"}` (an action taken, with the
+/// runbook run behind it): 201 with the event.
 async fn add_note(
     State(state): State<AppState>,
     Path(id): Path<String>,
     req: Request,
 ) -> Result<(StatusCode, Json<TimelineEvent>), ApiError> {
+    #[derive(Deserialize, Clone, Copy, PartialEq)]
+    #[serde(rename_all = "snake_case")]
+    enum NoteKind {
+        Note,
+        Action,
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct NoteBody {
         text: String,
+        #[serde(default = "note_kind")]
+        kind: NoteKind,
+        runbook_run: Option<String>,
     }
-    let (parts, body) = req.into_parts();
+    fn note_kind() -> NoteKind {
+        NoteKind::Note
+    }
+    let (actor, b): (_, NoteBody) = person_request(&state.auth, req, "note").await?;
+    if b.kind == NoteKind::Note && b.runbook_run.is_some() {
+        return Err(ApiError::bad_request(
+            "runbook_run links the run behind an action: send \"kind\": \"action\"",
+        ));
+    }
+    let (action, detail) = match b.kind {
+        NoteKind::Note => ("note", json!({"text": b.text})),
+        NoteKind::Action => (
+            "action",
+            json!({"text": b.text, "runbook_run": b.runbook_run}),
+        ),
+    };
+    let outcome = act(
+        &state,
+        &id,
+        &actor,
+        action,
+        detail,
+        |i, a, now, cfg| match b.kind {
+            NoteKind::Note => respond::note(i, &b.text, a, now, cfg),
+            NoteKind::Action => respond::action(i, &b.text, b.runbook_run.as_deref(), a, now, cfg),
+        },
+    )
+    .await?;
+    match outcome {
+        Outcome::Done(mut m) if !m.events.is_empty() => {
+            Ok((StatusCode::CREATED, Json(m.events.swap_remove(0))))
+        }
+        _ => Err(ApiError::conflict("nothing was recorded")),
+    }
+}
+
+/// `POST /api/v1/incidents/{id}/severity` with `{"severity": "P1", "reason": "..."}`.
+async fn change_severity(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SeverityBody {
+        severity: String,
+        #[serde(default)]
+        reason: String,
+    }
+    let (actor, b): (_, SeverityBody) = person_request(&state.auth, req, "severity change").await?;
+    let to: Severity = b.severity.parse().map_err(ApiError::bad_request)?;
+    let detail = json!({"to": to, "reason": b.reason});
+    let outcome = act(&state, &id, &actor, "severity", detail, |i, a, now, cfg| {
+        respond::change_severity(i, to, &b.reason, a, now, cfg)
+    })
+    .await?;
+    Ok(outcome.into_json())
+}
+
+/// `POST /api/v1/incidents/{id}/roles` with `{"role": "IC", "holder": "alice"}` (assign or
+/// hand over) or `{"role": "IC", "holder": null}` (release).
+async fn set_role(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RoleBody {
+        role: String,
+        /// `None`: absent; `Some(None)`: `null` (release).
+        #[serde(default, deserialize_with = "present")]
+        holder: Option<Option<String>>,
+    }
+    let (actor, b): (_, RoleBody) = person_request(&state.auth, req, "role change").await?;
+    let role: ResponseRole = b.role.parse().map_err(ApiError::bad_request)?;
+    let holder = b.holder.ok_or_else(|| {
+        ApiError::bad_request("holder is needed: who takes the role, or null to release it")
+    })?;
+    let detail = json!({"role": role, "holder": holder});
+    let outcome = act(&state, &id, &actor, "role", detail, |i, a, now, cfg| {
+        respond::set_role(i, role, holder.as_deref(), a, now, cfg)
+    })
+    .await?;
+    Ok(outcome.into_json())
+}
+
+/// A field that is present (even as `null`): `Some(value)`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// `POST /api/v1/incidents/{id}/transition` with `{"to": "mitigating", "reason": "..."}`.
+async fn transition(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct TransitionBody {
+        to: String,
+        reason: Option<String>,
+    }
+    let (actor, b): (_, TransitionBody) = person_request(&state.auth, req, "transition").await?;
+    let to: Status = b.to.parse().map_err(ApiError::bad_request)?;
+    let detail = json!({"to": to, "reason": b.reason});
+    let outcome = act(
+        &state,
+        &id,
+        &actor,
+        "transition",
+        detail,
+        |i, a, now, cfg| respond::transition(i, to, b.reason.as_deref(), a, now, cfg),
+    )
+    .await?;
+    Ok(outcome.into_json())
+}
+
+#[derive(Debug, Deserialize)]
+struct SilenceQuery {
+    all: Option<String>,
+}
+
+/// `GET /api/v1/silences`: those not yet ended (in force or starting later), newest first;
+/// `?all=true`: every one.
+async fn list_silences(
+    State(store): State<Store>,
+    Query(q): Query<SilenceQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let now = match q.all.as_deref() {
+        None | Some("false") => Some(Timestamp::now()),
+        Some("true") => None,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "all must be \"true\" or \"false\", got {other:?}"
+            )))
+        }
+    };
+    let silences = store.silences(now).await?;
+    Ok(Json(json!({ "silences": silences })))
+}
+
+/// `POST /api/v1/silences`: a maintenance window. Findings it covers are recorded as always;
+/// nobody is paged for them while it lasts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SilenceBody {
+    node: Option<String>,
+    kind: Option<String>,
+    starts_at: Option<String>,
+    ends_at: Option<String>,
+    duration: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// An RFC 3339 time from a body field `what`.
+fn time_field(what: &str, s: &str) -> Result<Timestamp, ApiError> {
+    s.parse().map_err(|e| {
+        ApiError::bad_request(format!(
+            "{what} must be an RFC 3339 time such as 2026-01-01T08:00:00Z, got {s:?}: {e}"
+        ))
+    })
+}
+
+impl SilenceBody {
+    /// The silence to create at `now`, checked.
+    fn check(self, now: Timestamp) -> Result<NewSilence, ApiError> {
+        let kind: Option<IncidentKind> = self
+            .kind
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(ApiError::bad_request)?;
+        let starts_at = match self.starts_at.as_deref() {
+            Some(s) => time_field("starts_at", s)?,
+            None => now,
+        };
+        let ends_at = match (self.ends_at.as_deref(), self.duration.as_deref()) {
+            (Some(e), None) => time_field("ends_at", e)?,
+            (None, Some(d)) => {
+                let d = humantime::parse_duration(d).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "duration must be such as 30m or 2h, got {d:?}: {e}"
+                    ))
+                })?;
+                oncall::plus(starts_at, d)
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of ends_at and duration",
+                ))
+            }
+        };
+        let node = self.node.map(|n| n.trim().to_string());
+        let reason = self.reason.trim().to_string();
+        oncall::check_silence(node.as_deref(), kind, starts_at, ends_at, &reason, now)
+            .map_err(ApiError::bad_request)?;
+        Ok(NewSilence {
+            node,
+            kind,
+            starts_at,
+            ends_at,
+            reason,
+        })
+    }
+}
+
+async fn add_silence(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<(StatusCode, Json<oncall::Silence>), ApiError> {
+    let (actor, b): (_, SilenceBody) = person_request(&state.auth, req, "silence").await?;
+    let now = Timestamp::now();
+    let new = b.check(now)?;
+    let silence = state.store.add_silence(&new, &actor, now).await?;
+    Ok((StatusCode::CREATED, Json(silence)))
+}
+
+/// `DELETE /api/v1/silences/{id}`: end it now; 404 when it does not exist or has ended.
+async fn expire_silence(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<oncall::Silence>, ApiError> {
+    let (parts, _) = req.into_parts();
     let actor = writer(&state.auth, &parts)?;
-    let n = incident_id(&id)?;
-    let note: NoteBody = json_body(body, "note").await?;
-    let event = neo_ir_core::incident::note_event(&note.text, &actor, jiff::Timestamp::now())
-        .map_err(ApiError::bad_request)?;
-    state.store.add_event(n, &event).await?;
-    Ok((StatusCode::CREATED, Json(event)))
+    let n: i64 = id
+        .parse()
+        .map_err(|_| ApiError::not_found(format!("silence {id:?} does not exist")))?;
+    let silence = state
+        .store
+        .expire_silence(n, &actor, Timestamp::now())
+        .await?;
+    Ok(Json(silence))
+}
+
+#[derive(Debug, Deserialize)]
+struct AuditQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/audit`: `{"entries": [...], "next_cursor": "12" | null}`, newest first. It
+/// tells who did what from where, so it needs a token (read access is enough) even when
+/// reads are open.
+async fn audit_log(
+    State(state): State<AppState>,
+    Query(q): Query<AuditQuery>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.auth.check(&headers, Access::Read)?;
+    let (limit, before_id) = page(q.limit.as_deref(), q.cursor.as_deref())?;
+    let entries = state.store.audit_log(limit, before_id).await?;
+    let next_cursor = next_cursor(&entries, limit, |e| e.id);
+    Ok(Json(
+        json!({"entries": entries, "next_cursor": next_cursor}),
+    ))
 }
 
 async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {

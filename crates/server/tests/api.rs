@@ -1,9 +1,29 @@
 //! The API over a real listener on port 0 and a real SQLite store.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
-use neo_ir_core::incident::{reconcile, Assessment, Finding, IncidentKind, Severity};
+use neo_ir_core::incident::{Assessment, Finding, IncidentKind, Severity};
+use neo_ir_core::lifecycle::reconcile;
+use neo_ir_core::oncall::ResponseConfig;
 use neo_ir_store::Store;
-use serde_json::Value;
+use serde_json::{json, Value};
+
+/// The playbook's response, with a one-second stability window.
+fn response() -> ResponseConfig {
+    ResponseConfig {
+        stability_window: Duration::from_secs(1),
+        ..Default::default()
+    }
+}
+
+/// One detection round over what the store holds.
+async fn round(store: &Store, a: &Assessment, at: Timestamp) {
+    let open = store.open_incidents().await.unwrap();
+    for c in reconcile(&open, a, at, &response(), &[]) {
+        store.apply(&c).await.unwrap();
+    }
+}
 
 async fn start(store: Store) -> (String, tokio::sync::oneshot::Sender<()>) {
     let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
@@ -34,20 +54,19 @@ async fn incidents_nodes_health_and_errors() {
             findings: vec![finding(key)],
             ..Default::default()
         };
+        // each opens its own incident (no round sees the others)
         let at = t0 + jiff::SignedDuration::from_secs(i as i64);
-        for c in reconcile(&[], &a, at) {
+        for c in reconcile(&[], &a, at, &response(), &[]) {
             store.apply(&c).await.unwrap();
         }
     }
-    // resolve "a"
-    let open = store.open_incidents().await.unwrap();
+    // "a" clears at 9 s (monitoring), and stays clear through the stability window
     let only_bc = Assessment {
         findings: vec![finding("b"), finding("c")],
         ..Default::default()
     };
-    for c in reconcile(&open, &only_bc, t0 + jiff::SignedDuration::from_secs(9)) {
-        store.apply(&c).await.unwrap();
-    }
+    round(&store, &only_bc, t0 + jiff::SignedDuration::from_secs(9)).await;
+    round(&store, &only_bc, t0 + jiff::SignedDuration::from_secs(10)).await;
 
     let (base, _stop) = start(store).await;
     let http = reqwest::Client::new();
@@ -82,6 +101,14 @@ async fn incidents_nodes_health_and_errors() {
         "resolved_at",
         "summary",
         "evidence",
+        "version",
+        "detected_severity",
+        "cleared_at",
+        "roles",
+        "escalation_policy",
+        "escalation_step",
+        "escalation_due_at",
+        "update_due_at",
     ] {
         assert!(inc.get(field).is_some(), "missing {field} in {inc}");
     }
@@ -91,13 +118,20 @@ async fn incidents_nodes_health_and_errors() {
     assert_eq!(inc["opened_at"], "2026-01-01T00:00:02Z");
     assert!(inc["resolved_at"].is_null());
     assert_eq!(inc["evidence"]["height"], 7);
+    assert_eq!(inc["escalation_policy"], "playbook");
+    assert_eq!(
+        inc["escalation_step"], 1,
+        "the on-call engineer is paged at once"
+    );
+    assert_eq!(inc["roles"], json!({}));
 
     let (_, body) = get("/api/v1/incidents?status=all").await;
     let all = body["incidents"].as_array().unwrap();
     assert_eq!(all.len(), 3);
     let resolved = all.iter().find(|i| i["key"] == "a").unwrap();
     assert_eq!(resolved["status"], "resolved");
-    assert_eq!(resolved["resolved_at"], "2026-01-01T00:00:09Z");
+    assert_eq!(resolved["resolved_at"], "2026-01-01T00:00:10Z");
+    assert_eq!(resolved["cleared_at"], "2026-01-01T00:00:09Z");
 
     // pagination
     let (_, page1) = get("/api/v1/incidents?status=all&limit=2").await;
@@ -120,7 +154,10 @@ async fn incidents_nodes_health_and_errors() {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
-    assert_eq!(types, ["opened", "resolved"]);
+    assert_eq!(
+        types,
+        ["opened", "escalated", "condition_cleared", "resolved"]
+    );
 
     let (s, body) = get("/api/v1/incidents/424242").await;
     assert_eq!(s, 404);
@@ -142,9 +179,15 @@ async fn start_with(
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(neo_ir_server::serve_with(listener, store, auth, async {
-        let _ = rx.await;
-    }));
+    tokio::spawn(neo_ir_server::serve_with(
+        listener,
+        store,
+        auth,
+        response(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     (format!("http://{addr}"), tx)
 }
 
@@ -214,7 +257,8 @@ async fn declaring_needs_a_write_token_and_is_audited() {
     );
     let opened = &detail["timeline"][0];
     assert_eq!(opened["type"], "opened");
-    assert_eq!(opened["data"]["declared_by"], "ops");
+    assert_eq!(opened["data"]["by"], "ops");
+    assert_eq!(created["evidence"]["declared_by"], "ops");
     assert!(
         opened["data"]["from"]
             .as_str()
@@ -316,7 +360,17 @@ async fn declaring_needs_a_write_token_and_is_audited() {
 
     // a detection round does not resolve what a person declared
     let open = store.open_incidents().await.unwrap();
-    assert!(reconcile(&open, &Assessment::default(), Timestamp::now()).is_empty());
+    let changes = reconcile(
+        &open,
+        &Assessment::default(),
+        Timestamp::now(),
+        &ResponseConfig {
+            escalation: vec![],
+            ..response()
+        },
+        &[],
+    );
+    assert!(changes.is_empty(), "{changes:?}");
 
     // bad declarations are clear errors and store nothing
     for bad in [
@@ -373,4 +427,597 @@ async fn without_tokens_nothing_can_be_changed() {
         .unwrap();
     assert_eq!(r.status(), 401);
     assert!(store.open_incidents().await.unwrap().is_empty());
+}
+
+const WRITE: Option<&str> = Some("w-secret-123");
+const READ: Option<&str> = Some("r-secret-456");
+
+/// A client of one running API: every call answers its status and JSON body.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Api {
+    async fn start(store: Store) -> Api {
+        let (base, stop) = start_with(store, tokens()).await;
+        Api {
+            base,
+            http: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body))
+            .await
+    }
+
+    async fn delete(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::DELETE, path, token, None).await
+    }
+
+    /// Declare a P3 incident as "ops"; its id.
+    async fn declare(&self) -> i64 {
+        let (s, v) = self
+            .post(
+                "/api/v1/incidents",
+                WRITE,
+                json!({"kind": "performance_degradation", "severity": "P3",
+                       "summary": "slow RPC answers", "nodes": ["rpc-1"]}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_i64().unwrap()
+    }
+
+    /// The types of incident `id`'s timeline events.
+    async fn timeline(&self, id: i64) -> Vec<String> {
+        let (_, v) = self.get(&format!("/api/v1/incidents/{id}"), None).await;
+        v["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+/// `(status, error code)` of an answer.
+fn code(answer: &(u16, Value)) -> (u16, &str) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or(""))
+}
+
+#[tokio::test]
+async fn severity_changes_need_a_reason() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let id = api.declare().await;
+    let path = format!("/api/v1/incidents/{id}/severity");
+    for bad in [
+        json!({"severity": "P1"}),
+        json!({"severity": "P1", "reason": "  "}),
+        json!({"severity": "P7", "reason": "x"}),
+        json!({"severity": "P1", "reason": "x", "extra": 1}),
+    ] {
+        assert_eq!(
+            code(&api.post(&path, WRITE, bad.clone()).await),
+            (400, "bad_request"),
+            "{bad}"
+        );
+    }
+    let (s, v) = api
+        .post(
+            &path,
+            WRITE,
+            json!({"severity": "P1", "reason": "validators affected"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["unchanged"], false);
+    assert_eq!(v["incident"]["severity"], "P1");
+    let at = |field: &str| -> Timestamp { v["incident"][field].as_str().unwrap().parse().unwrap() };
+    assert_eq!(
+        at("ack_due_at").duration_since(at("opened_at")),
+        jiff::SignedDuration::from_mins(15),
+        "P1: acknowledgement due 15 min after opening"
+    );
+    let event = &v["events"][0];
+    assert_eq!(event["type"], "severity_changed");
+    assert_eq!(event["data"]["reason"], "validators affected");
+    assert_eq!(event["data"]["by"], "ops");
+    let (s, v) = api
+        .post(&path, WRITE, json!({"severity": "P1", "reason": "again"}))
+        .await;
+    assert_eq!(
+        (s, &v["unchanged"], &v["events"]),
+        (200, &json!(true), &json!([]))
+    );
+    assert!(v["message"].as_str().unwrap().contains("already P1"), "{v}");
+    assert_eq!(v["incident"]["severity"], "P1");
+    let (s, _) = api
+        .post(
+            "/api/v1/incidents/999999/severity",
+            WRITE,
+            json!({"severity": "P1", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        api.timeline(id).await,
+        ["opened", "escalated", "severity_changed"]
+    );
+}
+
+#[tokio::test]
+async fn roles_are_assigned_handed_over_and_released() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let id = api.declare().await;
+    let path = format!("/api/v1/incidents/{id}/roles");
+    let (s, v) = api
+        .post(&path, WRITE, json!({"role": "IC", "holder": "alice"}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["incident"]["roles"], json!({"IC": "alice"}));
+    assert_eq!(v["events"][0]["type"], "role_assigned");
+    let (_, v) = api
+        .post(&path, WRITE, json!({"role": "ic", "holder": "alice"}))
+        .await;
+    assert_eq!(v["unchanged"], true, "{v}");
+    let (_, v) = api
+        .post(&path, WRITE, json!({"role": "TL", "holder": "carol"}))
+        .await;
+    assert_eq!(
+        v["incident"]["roles"],
+        json!({"IC": "alice", "TL": "carol"})
+    );
+    let (_, v) = api
+        .post(&path, WRITE, json!({"role": "IC", "holder": "bob"}))
+        .await;
+    assert_eq!(v["events"][0]["type"], "role_handed_over");
+    assert_eq!(v["events"][0]["data"]["previous"], "alice");
+    let (s, v) = api
+        .post(&path, WRITE, json!({"role": "IC", "holder": null}))
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["events"][0]["type"], "role_released");
+    assert_eq!(v["incident"]["roles"], json!({"TL": "carol"}));
+    let (s, v) = api
+        .post(&path, WRITE, json!({"role": "IC", "holder": null}))
+        .await;
+    assert_eq!((s, &v["unchanged"]), (200, &json!(true)));
+    assert!(v["message"].as_str().unwrap().contains("nobody holds IC"));
+    for bad in [
+        json!({"role": "CEO", "holder": "x"}),
+        json!({"role": "IC"}),
+        json!({"role": "IC", "holder": " "}),
+        json!({"role": "IC", "holder": "a\u{7}b"}),
+    ] {
+        assert_eq!(api.post(&path, WRITE, bad.clone()).await.0, 400, "{bad}");
+    }
+    assert_eq!(
+        api.timeline(id).await,
+        [
+            "opened",
+            "escalated",
+            "role_assigned",
+            "role_assigned",
+            "role_handed_over",
+            "role_released"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn phases_move_as_people_say_and_impossible_moves_are_refused() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let id = api.declare().await;
+    let path = format!("/api/v1/incidents/{id}/transition");
+    let refused = api.post(&path, WRITE, json!({"to": "reviewed"})).await;
+    assert_eq!(code(&refused), (409, "conflict"));
+    assert!(refused.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("resolve it first"));
+    let unknown = api.post(&path, WRITE, json!({"to": "fixed"})).await;
+    assert_eq!(code(&unknown), (400, "bad_request"));
+    let message = unknown.1["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("detected, triage, investigating"),
+        "{message}"
+    );
+    let (_, v) = api.post(&path, WRITE, json!({"to": "detected"})).await;
+    assert_eq!(v["unchanged"], true, "{v}");
+
+    let (s, v) = api
+        .post(
+            &path,
+            WRITE,
+            json!({"to": "triage", "reason": "looking at it"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let types: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["acknowledged", "phase_changed"],
+        "moving it acknowledges it"
+    );
+    assert_eq!(v["events"][1]["data"]["reason"], "looking at it");
+    assert_eq!(v["incident"]["acked_by"], "ops");
+    for to in [
+        "investigating",
+        "mitigating",
+        "monitoring",
+        "resolved",
+        "reviewed",
+    ] {
+        let (s, v) = api.post(&path, WRITE, json!({"to": to})).await;
+        assert_eq!(
+            (s, v["incident"]["status"].as_str()),
+            (200, Some(to)),
+            "{v}"
+        );
+    }
+    let (s, v) = api.get(&format!("/api/v1/incidents/{id}"), None).await;
+    assert_eq!((s, &v["status"]), (200, &json!("reviewed")));
+    assert!(v["resolved_at"].as_str().is_some());
+    assert_eq!(
+        code(&api.post(&path, WRITE, json!({"to": "triage"})).await),
+        (409, "conflict")
+    );
+    // a reviewed incident is part of the record: no more acknowledgement or roles
+    let ack = api
+        .post(&format!("/api/v1/incidents/{id}/ack"), WRITE, json!({}))
+        .await;
+    assert_eq!(code(&ack), (409, "conflict"));
+    let role = api
+        .post(
+            &format!("/api/v1/incidents/{id}/roles"),
+            WRITE,
+            json!({"role": "IC", "holder": "x"}),
+        )
+        .await;
+    assert_eq!(code(&role), (409, "conflict"));
+    assert_eq!(
+        api.post(
+            "/api/v1/incidents/x/transition",
+            WRITE,
+            json!({"to": "triage"})
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn actions_link_their_runbook_run() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let id = api.declare().await;
+    let path = format!("/api/v1/incidents/{id}/notes");
+    let (s, e) = api
+        .post(
+            &path,
+            WRITE,
+            json!({"text": "restarted neo-cli", "kind": "action", "runbook_run": "run-42"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["type"], "action");
+    assert_eq!(e["data"]["runbook_run"], "run-42");
+    assert_eq!(e["data"]["by"], "ops");
+    let (s, e) = api
+        .post(
+            &path,
+            WRITE,
+            json!({"text": "blocked 10.0.0.9", "kind": "action"}),
+        )
+        .await;
+    assert_eq!((s, &e["data"]["runbook_run"]), (201, &Value::Null));
+    let (s, e) = api
+        .post(&path, WRITE, json!({"text": "disk 91 %", "kind": "note"}))
+        .await;
+    assert_eq!((s, e["type"].as_str()), (201, Some("note")));
+    for bad in [
+        json!({"text": "x", "runbook_run": "run-1"}),
+        json!({"text": "x", "kind": "note", "runbook_run": "run-1"}),
+        json!({"text": "x", "kind": "action", "runbook_run": "bad id!"}),
+        json!({"text": "x", "kind": "shout"}),
+    ] {
+        assert_eq!(
+            code(&api.post(&path, WRITE, bad.clone()).await),
+            (400, "bad_request"),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        api.timeline(id).await,
+        ["opened", "escalated", "action", "action", "note"]
+    );
+}
+
+#[tokio::test]
+async fn silences_are_created_listed_and_ended() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let (s, v) = api
+        .post(
+            "/api/v1/silences",
+            WRITE,
+            json!({"node": "rpc-1", "duration": "2h", "reason": "disk swap"}),
+        )
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        (v["node"].as_str(), v["kind"].as_str()),
+        (Some("rpc-1"), None)
+    );
+    assert_eq!(v["created_by"], "ops");
+    let starts: Timestamp = v["starts_at"].as_str().unwrap().parse().unwrap();
+    let ends: Timestamp = v["ends_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        ends.duration_since(starts),
+        jiff::SignedDuration::from_hours(2)
+    );
+    let id = v["id"].as_i64().unwrap();
+    let (s, v) = api
+        .post(
+            "/api/v1/silences",
+            WRITE,
+            json!({"kind": "node_down", "starts_at": "2099-01-01T00:00:00Z",
+                   "ends_at": "2099-01-01T04:00:00Z", "reason": "planned upgrade"}),
+        )
+        .await;
+    assert_eq!((s, v["kind"].as_str()), (201, Some("node_down")), "{v}");
+    assert_eq!(v["starts_at"], "2099-01-01T00:00:00Z");
+    let later = v["id"].as_i64().unwrap();
+
+    for bad in [
+        json!({"duration": "1h", "reason": "no node nor kind"}),
+        json!({"node": "rpc-1", "reason": "no end"}),
+        json!({"node": "rpc-1", "duration": "1h", "ends_at": "2099-01-01T00:00:00Z", "reason": "both"}),
+        json!({"node": "rpc-1", "duration": "soon", "reason": "x"}),
+        json!({"node": "rpc-1", "duration": "1h"}),
+        json!({"node": "rpc-1", "duration": "90d", "reason": "too long"}),
+        json!({"node": "rpc-1", "ends_at": "2001-01-01T00:00:00Z", "reason": "past"}),
+        json!({"node": "rpc-1", "ends_at": "tomorrow", "reason": "x"}),
+        json!({"kind": "meteor", "duration": "1h", "reason": "x"}),
+    ] {
+        let answer = api.post("/api/v1/silences", WRITE, bad.clone()).await;
+        assert_eq!(code(&answer), (400, "bad_request"), "{bad}");
+    }
+    let no_target = api
+        .post(
+            "/api/v1/silences",
+            WRITE,
+            json!({"duration": "1h", "reason": "x"}),
+        )
+        .await;
+    assert!(no_target.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("names a node"));
+
+    let (s, v) = api.get("/api/v1/silences", None).await;
+    assert_eq!(s, 200);
+    let ids: Vec<i64> = v["silences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, [later, id], "newest first, later ones too");
+    let (s, v) = api.delete(&format!("/api/v1/silences/{id}"), WRITE).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], id);
+    let ended: Timestamp = v["ends_at"].as_str().unwrap().parse().unwrap();
+    assert!(ended <= Timestamp::now());
+    let (_, v) = api.get("/api/v1/silences", None).await;
+    assert_eq!(v["silences"].as_array().unwrap().len(), 1);
+    let (_, v) = api.get("/api/v1/silences?all=true", None).await;
+    assert_eq!(v["silences"].as_array().unwrap().len(), 2);
+    assert_eq!(api.get("/api/v1/silences?all=yes", None).await.0, 400);
+    assert_eq!(
+        code(&api.delete(&format!("/api/v1/silences/{id}"), WRITE).await),
+        (404, "not_found")
+    );
+    assert_eq!(api.delete("/api/v1/silences/424242", WRITE).await.0, 404);
+    assert_eq!(api.delete("/api/v1/silences/abc", WRITE).await.0, 404);
+}
+
+#[tokio::test]
+async fn every_mutation_is_in_the_audit_log_which_needs_a_token() {
+    let api = Api::start(Store::open("sqlite::memory:").await.unwrap()).await;
+    let id = api.declare().await;
+    let incident = |what: &str| format!("/api/v1/incidents/{id}/{what}");
+    let steps = [
+        (incident("ack"), json!({})),
+        (incident("notes"), json!({"text": "looking"})),
+        (
+            incident("notes"),
+            json!({"text": "restarted", "kind": "action", "runbook_run": "r-1"}),
+        ),
+        (
+            incident("severity"),
+            json!({"severity": "P2", "reason": "wider"}),
+        ),
+        (incident("roles"), json!({"role": "IC", "holder": "alice"})),
+        (incident("transition"), json!({"to": "mitigating"})),
+        (
+            "/api/v1/silences".to_string(),
+            json!({"node": "rpc-1", "duration": "1h", "reason": "x"}),
+        ),
+    ];
+    for (path, body) in &steps {
+        let (s, v) = api.post(path, WRITE, body.clone()).await;
+        assert!(s == 200 || s == 201, "{path}: {s} {v}");
+    }
+    // refused and unchanged actions write nothing
+    api.post(&incident("ack"), WRITE, json!({})).await;
+    api.post(&incident("transition"), WRITE, json!({"to": "reviewed"}))
+        .await;
+    assert_eq!(api.delete("/api/v1/silences/1", WRITE).await.0, 200);
+
+    assert_eq!(
+        code(&api.get("/api/v1/audit", None).await),
+        (401, "unauthorized")
+    );
+    assert_eq!(api.get("/api/v1/audit", Some("nope")).await.0, 401);
+    assert_eq!(api.get("/api/v1/audit", WRITE).await.0, 200);
+    let (s, v) = api.get("/api/v1/audit", READ).await;
+    assert_eq!(s, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "silence.expire",
+            "silence.create",
+            "transition",
+            "role",
+            "severity",
+            "action",
+            "note",
+            "acknowledge",
+            "declare"
+        ],
+        "newest first"
+    );
+    assert!(v["next_cursor"].is_null());
+    for e in entries {
+        assert_eq!(e["who"], "ops", "{e}");
+        assert!(
+            e["from"].as_str().unwrap().starts_with("api 127.0.0.1:"),
+            "{e}"
+        );
+        assert!(e["at"].as_str().is_some() && e["id"].as_i64().is_some());
+    }
+    assert_eq!(entries[2]["incident_id"], id);
+    assert_eq!(entries[2]["detail"]["to"], "mitigating");
+    assert_eq!(entries[5]["detail"]["runbook_run"], "r-1");
+    assert_eq!(entries[8]["detail"]["summary"], "slow RPC answers");
+    assert!(entries[0]["incident_id"].is_null());
+
+    // pages
+    let (_, p1) = api.get("/api/v1/audit?limit=4", READ).await;
+    assert_eq!(p1["entries"].as_array().unwrap().len(), 4);
+    let cursor = p1["next_cursor"].as_str().unwrap().to_string();
+    let (_, p2) = api
+        .get(&format!("/api/v1/audit?limit=5&cursor={cursor}"), READ)
+        .await;
+    assert_eq!(p2["entries"][0]["action"], "severity");
+    assert_eq!(p2["entries"].as_array().unwrap().len(), 5);
+    for bad in ["limit=0", "limit=501", "limit=x", "cursor=abc"] {
+        assert_eq!(
+            api.get(&format!("/api/v1/audit?{bad}"), READ).await.0,
+            400,
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn new_mutations_need_a_write_token() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let api = Api::start(store.clone()).await;
+    let id = api.declare().await;
+    let posts = [
+        (
+            format!("/api/v1/incidents/{id}/severity"),
+            json!({"severity": "P1", "reason": "x"}),
+        ),
+        (
+            format!("/api/v1/incidents/{id}/roles"),
+            json!({"role": "IC", "holder": "x"}),
+        ),
+        (
+            format!("/api/v1/incidents/{id}/transition"),
+            json!({"to": "triage"}),
+        ),
+        (
+            format!("/api/v1/incidents/{id}/notes"),
+            json!({"text": "x", "kind": "action"}),
+        ),
+        (
+            "/api/v1/silences".to_string(),
+            json!({"node": "rpc-1", "duration": "1h", "reason": "x"}),
+        ),
+    ];
+    for (path, body) in &posts {
+        assert_eq!(
+            code(&api.post(path, None, body.clone()).await),
+            (401, "unauthorized"),
+            "{path}"
+        );
+        assert_eq!(
+            code(&api.post(path, Some("nope"), body.clone()).await),
+            (401, "unauthorized"),
+            "{path}"
+        );
+        assert_eq!(
+            code(&api.post(path, READ, body.clone()).await),
+            (403, "forbidden"),
+            "{path}"
+        );
+    }
+    let silence = store
+        .add_silence(
+            &neo_ir_store::NewSilence {
+                node: Some("rpc-9".into()),
+                kind: None,
+                starts_at: Timestamp::now(),
+                ends_at: Timestamp::now() + jiff::SignedDuration::from_hours(1),
+                reason: "maintenance".into(),
+            },
+            &neo_ir_core::incident::Actor {
+                who: "alice".into(),
+                from: "cli".into(),
+            },
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let path = format!("/api/v1/silences/{}", silence.id);
+    assert_eq!(api.delete(&path, None).await.0, 401);
+    assert_eq!(api.delete(&path, READ).await.0, 403);
+    // nothing changed: the incident, the silences, the audit log (only the declaration)
+    assert_eq!(api.timeline(id).await, ["opened", "escalated"]);
+    assert_eq!(
+        store.silences(Some(Timestamp::now())).await.unwrap().len(),
+        1
+    );
+    let audit = store.audit_log(100, None).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["silence.create", "declare"]);
 }

@@ -7,6 +7,14 @@
 //! the dialects differ (JSON arrays) are written twice. Every incident change is written
 //! together with its timeline events in one transaction, so a crash at any point leaves
 //! either both or neither. The database enforces one open incident per cause.
+//!
+//! Concurrency: every incident carries a `version`; a write computed from an older version
+//! is refused ([`StoreError::Conflict`]), so the engine, people and other instances never
+//! overwrite each other and a deadline fires once. With several instances, one leader holds
+//! a lease ([`Store::try_lead`]); its handle is [`Store::fenced`] with the lease's epoch, and
+//! each of its writes checks that epoch inside its own transaction (PostgreSQL: holding a
+//! share lock on the lease row until commit), so a leader that lost its lease while frozen
+//! cannot write anything when it runs again.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -14,8 +22,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use neo_ir_core::fleet::NodeView;
 use neo_ir_core::incident::{
-    acknowledged_event, breach_event, Actor, Change, Incident, Severity, Status, TimelineEvent,
+    Actor, Change, Incident, IncidentKind, Mutation, Severity, Status, TimelineEvent,
 };
+use neo_ir_core::oncall::Silence;
+use neo_ir_core::respond::Refusal;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
@@ -40,6 +50,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("incident {0} does not exist")]
     NoSuchIncident(i64),
+    #[error("incident {0} changed meanwhile: the write was computed from an older version")]
+    Conflict(i64),
+    #[error("silence {0} does not exist or has ended")]
+    NoSuchSilence(i64),
+    #[error(
+        "this instance no longer holds the leader's lease (epoch {epoch}): another instance leads"
+    )]
+    LostLease { epoch: i64 },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -64,16 +82,69 @@ impl Default for ListFilter {
     }
 }
 
-/// What acknowledging did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Ack {
-    /// Acknowledged now (the incident as it is afterwards).
-    Done(Incident),
-    /// Someone acknowledged it earlier.
-    Already(Incident),
-    /// It is resolved; there is nothing to acknowledge.
-    Resolved(Incident),
+/// The leader's lease as granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    /// Grows at every change of holder (and when a holder comes back after expiry).
+    pub epoch: i64,
+    pub expires_at: Timestamp,
 }
+
+/// What a leader's writes are fenced with: they land only while `holder` still holds the
+/// lease at `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub epoch: i64,
+    /// The lease's length: a transaction left idle this long (its process frozen) is ended
+    /// by PostgreSQL, so a frozen leader cannot hold the lease row locked.
+    pub lease: Duration,
+}
+
+/// The audit record of a person's mutation (written with it, in its transaction).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    pub actor: Actor,
+    /// `acknowledge`, `transition`, `silence.create`, ...
+    pub action: String,
+    pub detail: serde_json::Value,
+}
+
+impl Audit {
+    pub fn new(actor: &Actor, action: &str, detail: serde_json::Value) -> Self {
+        Self {
+            actor: actor.clone(),
+            action: action.to_string(),
+            detail,
+        }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: Timestamp,
+    pub who: String,
+    pub from: String,
+    pub action: String,
+    pub incident_id: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+/// A silence to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSilence {
+    pub node: Option<String>,
+    pub kind: Option<IncidentKind>,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    pub reason: String,
+}
+
+/// How many times a person's mutation is recomputed when the incident changed meanwhile.
+const MUTATE_ATTEMPTS: usize = 5;
 
 /// A node's last known height, for resuming the fleet view after a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +201,8 @@ impl Dialect {
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    /// Set on the leader's handle: every engine write checks it.
+    fence: Option<Fence>,
 }
 
 impl Store {
@@ -143,6 +216,18 @@ impl Store {
         let opened = |source| StoreError::Open {
             url: redact(url),
             source,
+        };
+        // Two processes opening one new SQLite file (the watcher and a CLI command) would
+        // both find a migration missing and both apply it: creating the file, switching it
+        // to WAL and migrating happen under an exclusive lock on its directory.
+        let creating = match sqlite_path(url) {
+            Some(path) if dialect == Dialect::Sqlite => {
+                Some(lock_directory(path).await.map_err(|e| StoreError::Open {
+                    url: url.to_string(),
+                    source: sqlx::Error::Io(e),
+                })?)
+            }
+            _ => None,
         };
         let pool = match dialect {
             Dialect::Sqlite => {
@@ -184,25 +269,123 @@ impl Store {
                 .map_err(opened)?,
         };
         match dialect {
-            Dialect::Sqlite => {
-                // Two processes opening one new file (the watcher and a CLI command) would
-                // both find a migration missing and both apply it; one takes an exclusive
-                // lock on the file for the migrations. (PostgreSQL's migrator takes an
-                // advisory lock itself.)
-                let _lock = match sqlite_path(url) {
-                    Some(path) => {
-                        Some(lock_exclusive(path).await.map_err(|e| StoreError::Open {
-                            url: url.to_string(),
-                            source: sqlx::Error::Io(e),
-                        })?)
-                    }
-                    None => None,
-                };
-                sqlx::migrate!("./migrations/sqlite").run(&pool).await?
-            }
+            Dialect::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            // PostgreSQL's migrator takes an advisory lock itself
             Dialect::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, dialect })
+        drop(creating);
+        Ok(Store {
+            pool,
+            dialect,
+            fence: None,
+        })
+    }
+
+    /// A handle whose engine writes (`apply`, `save_nodes`, `retain_nodes`) land only while
+    /// `fence` still holds the leader's lease.
+    pub fn fenced(&self, fence: Fence) -> Store {
+        Store {
+            fence: Some(fence),
+            ..self.clone()
+        }
+    }
+
+    /// Take or renew the leader's lease for `holder` until `now + lease`. `None`: another
+    /// holder's lease has not expired. The epoch stays while the same holder renews in
+    /// time, and grows at every takeover (and when a holder comes back after its expiry).
+    pub async fn try_lead(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<Lease>> {
+        let now_ms = now.as_millisecond();
+        let expires = neo_ir_core::oncall::plus(now, lease);
+        let row = sqlx::query(&self.sql(
+            "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ('leader', ?, 1, ?) \
+             ON CONFLICT (name) DO UPDATE SET \
+             epoch = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ? \
+                     THEN leases.epoch ELSE leases.epoch + 1 END, \
+             holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= ? \
+             RETURNING epoch",
+        ))
+        .bind(holder)
+        .bind(expires.as_millisecond())
+        .bind(now_ms)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(r) => Some(Lease {
+                holder: holder.to_string(),
+                epoch: r.try_get("epoch")?,
+                expires_at: expires,
+            }),
+            None => None,
+        })
+    }
+
+    /// The lease as stored (who leads, until when).
+    pub async fn lease(&self) -> Result<Option<Lease>> {
+        let row = sqlx::query(
+            &self.sql("SELECT holder, epoch, expires_at FROM leases WHERE name = 'leader'"),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(Lease {
+                holder: r.try_get("holder")?,
+                epoch: r.try_get("epoch")?,
+                expires_at: ts(r.try_get("expires_at")?)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Give the lease up at once (a clean shutdown), so a follower need not wait for it to
+    /// expire.
+    pub async fn release(&self, holder: &str) -> Result<()> {
+        sqlx::query(
+            &self.sql("UPDATE leases SET expires_at = 0 WHERE name = 'leader' AND holder = ?"),
+        )
+        .bind(holder)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Begin a transaction; on the leader's handle, check the fence first (and keep the
+    /// lease row share-locked until commit on PostgreSQL, so no takeover can land between
+    /// the check and the write).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(f) = &self.fence {
+            let lock = match self.dialect {
+                Dialect::Postgres => {
+                    sqlx::query(
+                        "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+                    )
+                    .bind(f.lease.as_millis().max(1).to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    " FOR SHARE"
+                }
+                Dialect::Sqlite => "",
+            };
+            let held = sqlx::query(&self.sql(&format!(
+                "SELECT epoch FROM leases WHERE name = 'leader' AND holder = ? AND epoch = ?{lock}"
+            )))
+            .bind(&f.holder)
+            .bind(f.epoch)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+            if !held {
+                return Err(StoreError::LostLease { epoch: f.epoch });
+            }
+        }
+        Ok(tx)
     }
 
     /// The SQL dialect of this store.
@@ -226,7 +409,7 @@ impl Store {
     /// Every incident not yet resolved.
     pub async fn open_incidents(&self) -> Result<Vec<Incident>> {
         let rows = sqlx::query(
-            &self.sql("SELECT * FROM incidents WHERE status <> 'resolved' ORDER BY id DESC"),
+            &self.sql("SELECT * FROM incidents WHERE resolved_at IS NULL ORDER BY id DESC"),
         )
         .fetch_all(&self.pool)
         .await?;
@@ -239,7 +422,7 @@ impl Store {
         let sql = if filter.all {
             "SELECT * FROM incidents WHERE id < ? ORDER BY id DESC LIMIT ?"
         } else {
-            "SELECT * FROM incidents WHERE id < ? AND status <> 'resolved' ORDER BY id DESC LIMIT ?"
+            "SELECT * FROM incidents WHERE id < ? AND resolved_at IS NULL ORDER BY id DESC LIMIT ?"
         };
         let rows = sqlx::query(&self.sql(sql))
             .bind(filter.before_id.unwrap_or(i64::MAX))
@@ -278,91 +461,183 @@ impl Store {
         Ok(Some((incident, events)))
     }
 
-    /// Apply one change of the incident engine with its timeline events, atomically.
-    /// Returns the incident as it is afterwards.
+    /// Apply one change of the incident engine with its timeline events, atomically (fenced
+    /// on the leader's handle). Returns the incident as it is afterwards. An update computed
+    /// from an older version is refused with [`StoreError::Conflict`].
     pub async fn apply(&self, change: &Change) -> Result<Incident> {
-        let mut tx = self.pool.begin().await?;
-        let id = match change {
-            Change::Open { finding, at, event } => {
-                let ms = at.as_millisecond();
-                let id: i64 = sqlx::query(
-                    &self.sql("INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
-                     opened_at, resolved_at, updated_at, ack_due_at) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?) RETURNING id"),
-                )
-                .bind(&finding.key)
-                .bind(finding.kind.as_str())
-                .bind(finding.severity.as_str())
-                .bind(Status::Detected.as_str())
-                .bind(serde_json::to_string(&finding.nodes).expect("names serialize"))
-                .bind(&finding.summary)
-                .bind(finding.evidence.to_string())
-                .bind(ms)
-                .bind(ms)
-                .bind(ms + target_ms(finding.severity))
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("id")?;
-                insert_event(self.dialect, &mut tx, id, event).await?;
-                id
+        let mut tx = self.begin().await?;
+        let incident = match change {
+            Change::Open { incident, events } => {
+                insert_incident(self.dialect, &mut tx, incident, events).await?
             }
-            Change::Update {
-                id,
-                at,
-                severity,
-                nodes,
-                summary,
-                evidence,
-                events,
-            } => {
-                let at = at.as_millisecond();
-                let done = sqlx::query(&self.sql(
-                    "UPDATE incidents SET severity = ?, nodes = ?, summary = ?, evidence = ?, \
-                     updated_at = ?, ack_due_at = CASE WHEN acked_at IS NULL \
-                     THEN opened_at + ? ELSE ack_due_at END WHERE id = ?",
-                ))
-                .bind(severity.as_str())
-                .bind(serde_json::to_string(nodes).expect("names serialize"))
-                .bind(summary)
-                .bind(evidence.to_string())
-                .bind(at)
-                .bind(target_ms(*severity))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NoSuchIncident(*id));
-                }
-                for e in events {
-                    insert_event(self.dialect, &mut tx, *id, e).await?;
-                }
-                *id
-            }
-            Change::Resolve { id, at, event } => {
-                let ms = at.as_millisecond();
-                let done = sqlx::query(&self.sql(
-                    "UPDATE incidents SET status = 'resolved', resolved_at = ?, updated_at = ? \
-                     WHERE id = ? AND status <> 'resolved'",
-                ))
-                .bind(ms)
-                .bind(ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NoSuchIncident(*id));
-                }
-                insert_event(self.dialect, &mut tx, *id, event).await?;
-                *id
-            }
+            Change::Update(m) => write_mutation(self.dialect, &mut tx, m).await?,
         };
+        tx.commit().await?;
+        Ok(incident)
+    }
+
+    /// Open a declared incident, with its audit record.
+    pub async fn declare(&self, change: &Change, audit: &Audit) -> Result<Incident> {
+        let Change::Open { incident, events } = change else {
+            return Err(StoreError::Corrupt(
+                "a declaration opens an incident".into(),
+            ));
+        };
+        let mut tx = self.pool.begin().await?;
+        let stored = insert_incident(self.dialect, &mut tx, incident, events).await?;
+        insert_audit(self.dialect, &mut tx, audit, Some(stored.id)).await?;
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    /// A person's action on incident `id`: `f` computes the next version from the stored
+    /// one (or refuses), and it is written with `audit` in one transaction. When the
+    /// incident changed meanwhile, `f` runs again on the newer version.
+    pub async fn mutate<F>(
+        &self,
+        id: i64,
+        audit: &Audit,
+        f: F,
+    ) -> Result<std::result::Result<Mutation, Refusal>>
+    where
+        F: Fn(&Incident) -> std::result::Result<Mutation, Refusal>,
+    {
+        for _ in 0..MUTATE_ATTEMPTS {
+            let current = self.incident_row(id).await?;
+            let m = match f(&current) {
+                Ok(m) => m,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let mut tx = self.pool.begin().await?;
+            match write_mutation(self.dialect, &mut tx, &m).await {
+                Ok(stored) => {
+                    insert_audit(self.dialect, &mut tx, audit, Some(id)).await?;
+                    tx.commit().await?;
+                    return Ok(Ok(Mutation {
+                        incident: stored,
+                        events: m.events,
+                    }));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(id))
+    }
+
+    async fn incident_row(&self, id: i64) -> Result<Incident> {
         let row = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NoSuchIncident(id))?;
+        incident_from_row(&row)
+    }
+
+    /// Create a silence (with its audit record).
+    pub async fn add_silence(
+        &self,
+        new: &NewSilence,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Result<Silence> {
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query(&self.sql(
+            "INSERT INTO silences (node, kind, starts_at, ends_at, reason, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        ))
+        .bind(new.node.as_deref())
+        .bind(new.kind.map(|k| k.as_str()))
+        .bind(new.starts_at.as_millisecond())
+        .bind(new.ends_at.as_millisecond())
+        .bind(&new.reason)
+        .bind(&actor.who)
+        .bind(now.as_millisecond())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        let silence = Silence {
+            id,
+            node: new.node.clone(),
+            kind: new.kind,
+            starts_at: new.starts_at,
+            ends_at: new.ends_at,
+            reason: new.reason.clone(),
+            created_by: actor.who.clone(),
+            created_at: Some(now),
+        };
+        let detail = serde_json::to_value(&silence).expect("a silence serializes");
+        insert_audit(
+            self.dialect,
+            &mut tx,
+            &Audit::new(actor, "silence.create", detail),
+            None,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(silence)
+    }
+
+    /// Silences not yet ended at `now` (in force or starting later), or every silence.
+    pub async fn silences(&self, now: Option<Timestamp>) -> Result<Vec<Silence>> {
+        let rows =
+            sqlx::query(&self.sql("SELECT * FROM silences WHERE ends_at > ? ORDER BY id DESC"))
+                .bind(now.map_or(i64::MIN, |t| t.as_millisecond()))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(silence_from_row).collect()
+    }
+
+    /// End a silence now (with its audit record).
+    pub async fn expire_silence(&self, id: i64, actor: &Actor, now: Timestamp) -> Result<Silence> {
+        let mut tx = self.pool.begin().await?;
+        let ms = now.as_millisecond();
+        let done =
+            sqlx::query(&self.sql("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?"))
+                .bind(ms)
+                .bind(id)
+                .bind(ms)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NoSuchSilence(id));
+        }
+        let row = sqlx::query(&self.sql("SELECT * FROM silences WHERE id = ?"))
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        let incident = incident_from_row(&row)?;
+        let silence = silence_from_row(&row)?;
+        insert_audit(
+            self.dialect,
+            &mut tx,
+            &Audit::new(actor, "silence.expire", serde_json::json!({"silence": id})),
+            None,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(incident)
+        Ok(silence)
+    }
+
+    /// The audit log, newest first.
+    pub async fn audit_log(&self, limit: u32, before_id: Option<i64>) -> Result<Vec<AuditEntry>> {
+        sqlx::query(&self.sql("SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?"))
+            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: ts(r.try_get("at")?)?,
+                    who: r.try_get("who")?,
+                    from: r.try_get("origin")?,
+                    action: r.try_get("action")?,
+                    incident_id: r.try_get("incident_id")?,
+                    detail: json(r.try_get("detail")?)?,
+                })
+            })
+            .collect()
     }
 
     /// Save the latest view of every node (one transaction per round).
@@ -403,11 +678,13 @@ impl Store {
                  updated_at = excluded.updated_at"
             }
         };
+        let mut tx = self.begin().await?;
         sqlx::query(&self.sql(sql))
             .bind(now.as_millisecond())
             .bind(rows)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -423,10 +700,12 @@ impl Store {
                  (SELECT jsonb_array_elements_text(CAST(? AS jsonb)))"
             }
         };
+        let mut tx = self.begin().await?;
         sqlx::query(&self.sql(sql))
             .bind(keep)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -462,93 +741,6 @@ impl Store {
         .collect()
     }
 
-    /// Acknowledge an open incident (who and when, with whether it was within its response
-    /// target). Acknowledging twice changes nothing and says so.
-    pub async fn acknowledge(&self, id: i64, actor: &Actor, at: Timestamp) -> Result<Ack> {
-        let mut tx = self.pool.begin().await?;
-        let ms = at.as_millisecond();
-        let done = sqlx::query(&self.sql(
-            "UPDATE incidents SET acked_at = ?, acked_by = ?, updated_at = ? \
-             WHERE id = ? AND acked_at IS NULL AND status <> 'resolved'",
-        ))
-        .bind(ms)
-        .bind(&actor.who)
-        .bind(ms)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NoSuchIncident(id))?;
-        let incident = incident_from_row(&row)?;
-        if done.rows_affected() == 0 {
-            return Ok(if incident.acked_at.is_some() {
-                Ack::Already(incident)
-            } else {
-                Ack::Resolved(incident)
-            });
-        }
-        let event = acknowledged_event(&incident, actor, at);
-        insert_event(self.dialect, &mut tx, id, &event).await?;
-        tx.commit().await?;
-        Ok(Ack::Done(incident))
-    }
-
-    /// Add `event` (a person's note) to an incident's timeline, resolved or not.
-    pub async fn add_event(&self, id: i64, event: &TimelineEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let exists = sqlx::query(&self.sql("SELECT id FROM incidents WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
-        if !exists {
-            return Err(StoreError::NoSuchIncident(id));
-        }
-        insert_event(self.dialect, &mut tx, id, event).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Record, once each, the open incidents nobody acknowledged by their response target
-    /// (`now` past `ack_due_at`): a timeline event and `ack_breached_at`, in one transaction
-    /// guarded so that a second writer (or a second call) records nothing. Returns the
-    /// incidents recorded by this call.
-    pub async fn record_breaches(&self, now: Timestamp) -> Result<Vec<Incident>> {
-        let ms = now.as_millisecond();
-        let due = sqlx::query(&self.sql(
-            "SELECT * FROM incidents WHERE status <> 'resolved' AND acked_at IS NULL \
-             AND ack_breached_at IS NULL AND ack_due_at <= ? ORDER BY id",
-        ))
-        .bind(ms)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut recorded = Vec::new();
-        for row in &due {
-            let incident = incident_from_row(row)?;
-            let mut tx = self.pool.begin().await?;
-            let done = sqlx::query(&self.sql(
-                "UPDATE incidents SET ack_breached_at = ?, updated_at = ? \
-                 WHERE id = ? AND ack_breached_at IS NULL AND acked_at IS NULL",
-            ))
-            .bind(ms)
-            .bind(ms)
-            .bind(incident.id)
-            .execute(&mut *tx)
-            .await?;
-            if done.rows_affected() == 0 {
-                continue; // acknowledged or recorded meanwhile
-            }
-            let event = breach_event(&incident, now);
-            insert_event(self.dialect, &mut tx, incident.id, &event).await?;
-            tx.commit().await?;
-            recorded.push(incident);
-        }
-        Ok(recorded)
-    }
-
     /// Close the pool (flushes the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -574,9 +766,151 @@ async fn insert_event(
     Ok(())
 }
 
-/// The severity's response target in ms.
-fn target_ms(severity: Severity) -> i64 {
-    severity.response_target().as_millis() as i64
+/// Insert a new incident with its events; returns it with its id.
+async fn insert_incident(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    i: &Incident,
+    events: &[TimelineEvent],
+) -> Result<Incident> {
+    let id: i64 = sqlx::query(&dialect.sql(
+        "INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
+         opened_at, resolved_at, updated_at, ack_due_at, acked_at, acked_by, ack_breached_at, \
+         version, detected_severity, cleared_at, roles, escalation_policy, escalation_step, \
+         escalation_due_at, update_due_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    ))
+    .bind(&i.key)
+    .bind(i.kind.as_str())
+    .bind(i.severity.as_str())
+    .bind(i.status.as_str())
+    .bind(serde_json::to_string(&i.nodes).expect("names serialize"))
+    .bind(&i.summary)
+    .bind(i.evidence.to_string())
+    .bind(i.opened_at.as_millisecond())
+    .bind(ms(i.resolved_at))
+    .bind(i.updated_at.as_millisecond())
+    .bind(ms(i.ack_due_at))
+    .bind(ms(i.acked_at))
+    .bind(i.acked_by.as_deref())
+    .bind(ms(i.ack_breached_at))
+    .bind(i.detected_severity.as_str())
+    .bind(ms(i.cleared_at))
+    .bind(serde_json::to_string(&i.roles).expect("roles serialize"))
+    .bind(i.escalation_policy.as_deref())
+    .bind(i.escalation_step as i64)
+    .bind(ms(i.escalation_due_at))
+    .bind(ms(i.update_due_at))
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    for e in events {
+        insert_event(dialect, tx, id, e).await?;
+    }
+    Ok(Incident {
+        id,
+        version: 0,
+        ..i.clone()
+    })
+}
+
+/// Write `m` if the stored incident is still at `m.incident.version` (bumping it), with its
+/// events; returns the incident as stored.
+async fn write_mutation(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    m: &Mutation,
+) -> Result<Incident> {
+    let i = &m.incident;
+    let done = sqlx::query(&dialect.sql(
+        "UPDATE incidents SET severity = ?, status = ?, nodes = ?, summary = ?, evidence = ?, \
+         resolved_at = ?, updated_at = ?, ack_due_at = ?, acked_at = ?, acked_by = ?, \
+         ack_breached_at = ?, detected_severity = ?, cleared_at = ?, roles = ?, \
+         escalation_policy = ?, escalation_step = ?, escalation_due_at = ?, update_due_at = ?, \
+         version = version + 1 WHERE id = ? AND version = ?",
+    ))
+    .bind(i.severity.as_str())
+    .bind(i.status.as_str())
+    .bind(serde_json::to_string(&i.nodes).expect("names serialize"))
+    .bind(&i.summary)
+    .bind(i.evidence.to_string())
+    .bind(ms(i.resolved_at))
+    .bind(i.updated_at.as_millisecond())
+    .bind(ms(i.ack_due_at))
+    .bind(ms(i.acked_at))
+    .bind(i.acked_by.as_deref())
+    .bind(ms(i.ack_breached_at))
+    .bind(i.detected_severity.as_str())
+    .bind(ms(i.cleared_at))
+    .bind(serde_json::to_string(&i.roles).expect("roles serialize"))
+    .bind(i.escalation_policy.as_deref())
+    .bind(i.escalation_step as i64)
+    .bind(ms(i.escalation_due_at))
+    .bind(ms(i.update_due_at))
+    .bind(i.id)
+    .bind(i.version)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 0 {
+        let exists = sqlx::query(&dialect.sql("SELECT id FROM incidents WHERE id = ?"))
+            .bind(i.id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .is_some();
+        return Err(if exists {
+            StoreError::Conflict(i.id)
+        } else {
+            StoreError::NoSuchIncident(i.id)
+        });
+    }
+    for e in &m.events {
+        insert_event(dialect, tx, i.id, e).await?;
+    }
+    Ok(Incident {
+        version: i.version + 1,
+        ..i.clone()
+    })
+}
+
+async fn insert_audit(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    a: &Audit,
+    incident_id: Option<i64>,
+) -> Result<()> {
+    sqlx::query(&dialect.sql(
+        "INSERT INTO audit_log (at, who, origin, action, incident_id, detail) VALUES (?, ?, ?, ?, ?, ?)",
+    ))
+    .bind(Timestamp::now().as_millisecond())
+    .bind(&a.actor.who)
+    .bind(&a.actor.from)
+    .bind(&a.action)
+    .bind(incident_id)
+    .bind(a.detail.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn ms(t: Option<Timestamp>) -> Option<i64> {
+    t.map(|t| t.as_millisecond())
+}
+
+fn silence_from_row(r: &AnyRow) -> Result<Silence> {
+    Ok(Silence {
+        id: r.try_get("id")?,
+        node: r.try_get("node")?,
+        kind: r
+            .try_get::<Option<String>, _>("kind")?
+            .map(|k| k.parse())
+            .transpose()
+            .map_err(StoreError::Corrupt)?,
+        starts_at: ts(r.try_get("starts_at")?)?,
+        ends_at: ts(r.try_get("ends_at")?)?,
+        reason: r.try_get("reason")?,
+        created_by: r.try_get("created_by")?,
+        created_at: opt_ts(r, "created_at")?,
+    })
 }
 
 fn ts(ms: i64) -> Result<Timestamp> {
@@ -618,6 +952,20 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident> {
         acked_at: opt_ts(r, "acked_at")?,
         acked_by: r.try_get("acked_by")?,
         ack_breached_at: opt_ts(r, "ack_breached_at")?,
+        version: r.try_get("version")?,
+        detected_severity: r
+            .try_get::<Option<String>, _>("detected_severity")?
+            .map(|s| s.parse::<Severity>())
+            .transpose()
+            .map_err(|e| corrupt("detected_severity", e))?
+            .unwrap_or(Severity::P4),
+        cleared_at: opt_ts(r, "cleared_at")?,
+        roles: serde_json::from_str(&r.try_get::<String, _>("roles")?)
+            .map_err(|e| corrupt("roles", e.to_string()))?,
+        escalation_policy: r.try_get("escalation_policy")?,
+        escalation_step: r.try_get::<i64, _>("escalation_step")? as u32,
+        escalation_due_at: opt_ts(r, "escalation_due_at")?,
+        update_due_at: opt_ts(r, "update_due_at")?,
     })
 }
 
@@ -637,16 +985,18 @@ fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty()).then(|| std::path::PathBuf::from(path))
 }
 
-/// An exclusive advisory lock (`flock`) on `path`, held until the file is dropped. SQLite
-/// locks with `fcntl`, which this does not touch.
-async fn lock_exclusive(path: std::path::PathBuf) -> std::io::Result<std::fs::File> {
+/// An exclusive advisory lock (`flock`) on the directory of the database file `path`, held
+/// until the returned handle is dropped. Never on the database file itself: SQLite locks
+/// it with POSIX `fcntl` locks, and closing any other descriptor of that file drops every
+/// such lock of the process (including the WAL's), which let another process recover the
+/// WAL under a live connection: "disk I/O error" (found by the SIGKILL crash test).
+async fn lock_directory(path: std::path::PathBuf) -> std::io::Result<std::fs::File> {
     tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => std::path::PathBuf::from("."),
+        };
+        let file = std::fs::File::open(&dir)?;
         file.lock()?;
         Ok(file)
     })

@@ -2,16 +2,18 @@
 //! fresh database on the PostgreSQL server at 127.0.0.1:5432 (`NEO_IR_TEST_POSTGRES`
 //! overrides the URL; when no server answers, the PostgreSQL half is skipped with a printed
 //! reason). Changes with their timeline, one open incident per cause, survival across
-//! reopen (a restart), node views.
+//! reopen (a restart), node views, people's mutations with their audit records, version
+//! conflicts, silences, the leader's lease and the fence on a lost lease.
 
 use jiff::Timestamp;
 use neo_ir_core::clock::{Clock, ManualClock};
 use neo_ir_core::fleet::NodeView;
-use neo_ir_core::incident::{
-    reconcile, Assessment, Change, Finding, IncidentKind, Severity, Status,
-};
+use neo_ir_core::incident::{Actor, Assessment, Change, Finding, IncidentKind, Severity, Status};
+use neo_ir_core::lifecycle::reconcile;
+use neo_ir_core::oncall::ResponseConfig;
+use neo_ir_core::respond::{self, Refusal};
 use neo_ir_core::Role;
-use neo_ir_store::{Dialect, ListFilter, Store};
+use neo_ir_store::{Audit, Dialect, Fence, ListFilter, NewSilence, Store, StoreError};
 use sqlx::Connection;
 use std::time::Duration;
 
@@ -107,9 +109,17 @@ fn finding(key: &str, sev: Severity) -> Finding {
     }
 }
 
+/// Short stability window, the playbook's escalation.
+fn response() -> ResponseConfig {
+    ResponseConfig {
+        stability_window: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
 async fn step(store: &Store, a: &Assessment, now: Timestamp) -> Vec<Change> {
     let open = store.open_incidents().await.unwrap();
-    let changes = reconcile(&open, a, now);
+    let changes = reconcile(&open, a, now, &response(), &[]);
     for c in &changes {
         store.apply(c).await.unwrap();
     }
@@ -152,6 +162,12 @@ async fn lifecycle(url: &str) {
 
     clock.advance(Duration::from_secs(3));
     step(&store, &Assessment::default(), clock.now()).await;
+    assert_eq!(
+        store.open_incidents().await.unwrap()[0].status,
+        Status::Monitoring
+    );
+    clock.advance(Duration::from_secs(2));
+    step(&store, &Assessment::default(), clock.now()).await;
     assert!(store.open_incidents().await.unwrap().is_empty());
     let all = store
         .list_incidents(ListFilter {
@@ -168,7 +184,17 @@ async fn lifecycle(url: &str) {
     let (inc, timeline) = store.incident(first[0].id).await.unwrap().unwrap();
     assert_eq!(inc.id, first[0].id);
     let types: Vec<&str> = timeline.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["opened", "severity_raised", "resolved"]);
+    assert_eq!(
+        types,
+        [
+            "opened",
+            "escalated",
+            "severity_raised",
+            "condition_cleared",
+            "resolved"
+        ]
+    );
+    assert!(inc.version >= 3, "every write bumps the version");
     assert!(store.incident(9999).await.unwrap().is_none());
 }
 
@@ -189,7 +215,7 @@ async fn one_open_per_cause(url: &str) {
         findings: vec![finding("node_down:rpc-1", Severity::P2)],
         ..Default::default()
     };
-    let changes = reconcile(&[], &a, now);
+    let changes = reconcile(&[], &a, now, &response(), &[]);
     store.apply(&changes[0]).await.unwrap();
     // a buggy or racing writer tries to open it again
     assert!(store.apply(&changes[0]).await.is_err());
@@ -302,17 +328,16 @@ fn placeholders_are_numbered_for_postgres() {
 }
 
 #[tokio::test]
-async fn acknowledgement_and_response_target_breaches_are_recorded_once() {
-    for db in databases("ack").await {
-        ack_and_breach(&db.url).await;
+async fn people_mutate_with_audit_records_and_deadlines_fire_once() {
+    for db in databases("people").await {
+        people_and_deadlines(&db.url).await;
         db.cleanup().await;
     }
 }
 
-async fn ack_and_breach(url: &str) {
-    use neo_ir_core::incident::Actor;
-    use neo_ir_store::Ack;
+async fn people_and_deadlines(url: &str) {
     let store = Store::open(url).await.unwrap();
+    let cfg = response();
     let clock = ManualClock::at_epoch_2026();
     let t0 = clock.now();
     let min = |m: i64| t0 + jiff::SignedDuration::from_mins(m);
@@ -334,6 +359,7 @@ async fn ack_and_breach(url: &str) {
     );
     assert_eq!(a.ack_due_at, Some(min(15)), "P1: 15 min");
     assert_eq!(b.ack_due_at, Some(min(120)), "P3: 2 h");
+    assert_eq!(a.escalation_due_at, Some(min(5)), "the team lead next");
 
     // raising the severity before anyone acknowledged moves the deadline
     let mut raised = firing.clone();
@@ -346,61 +372,264 @@ async fn ack_and_breach(url: &str) {
         who: "alice".into(),
         from: "cli".into(),
     };
-    assert!(store.record_breaches(min(14)).await.unwrap().is_empty());
+    let ack = |id| {
+        let store = store.clone();
+        let alice = alice.clone();
+        let cfg = cfg.clone();
+        async move {
+            store
+                .mutate(
+                    id,
+                    &Audit::new(&alice, "acknowledge", serde_json::json!({})),
+                    |i| respond::acknowledge(i, &alice, min(10), &cfg),
+                )
+                .await
+        }
+    };
+    let done = ack(b.id).await.unwrap().unwrap();
+    assert_eq!(done.incident.acked_by.as_deref(), Some("alice"));
     assert!(matches!(
-        store.acknowledge(b.id, &alice, min(10)).await.unwrap(),
-        Ack::Done(_)
+        ack(b.id).await.unwrap(),
+        Err(Refusal::Unchanged(_))
     ));
     assert!(matches!(
-        store.acknowledge(b.id, &alice, min(11)).await.unwrap(),
-        Ack::Already(_)
+        ack(999_999).await,
+        Err(StoreError::NoSuchIncident(999_999))
     ));
-    let breached: Vec<i64> = store
-        .record_breaches(min(16))
-        .await
-        .unwrap()
-        .iter()
-        .map(|i| i.id)
-        .collect();
-    assert_eq!(breached, [a.id, c.id]);
-    assert!(
-        store.record_breaches(min(17)).await.unwrap().is_empty(),
-        "once"
-    );
 
+    // a write computed from an older version is refused
+    let stale = respond::note(&b, "late", &alice, min(10), &cfg).unwrap();
+    assert!(matches!(
+        store.apply(&Change::Update(stale)).await,
+        Err(StoreError::Conflict(id)) if id == b.id
+    ));
+
+    // every round for 20 minutes: breaches once each, escalation steps once each
+    for s in (60..=20 * 60).step_by(7) {
+        step(&store, &raised, t0 + jiff::SignedDuration::from_secs(s)).await;
+    }
+    let types = |tl: &[neo_ir_core::incident::TimelineEvent], t: &str| {
+        tl.iter().filter(|e| e.event_type == t).count()
+    };
     let (_, tl_a) = store.incident(a.id).await.unwrap().unwrap();
-    let types: Vec<&str> = tl_a.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(types, ["opened", "response_target_breached"]);
-    let (b_now, tl_b) = store.incident(b.id).await.unwrap().unwrap();
-    assert_eq!(b_now.acked_by.as_deref(), Some("alice"));
-    assert_eq!(b_now.acked_at, Some(min(10)));
-    let acked = tl_b.last().unwrap();
-    assert_eq!(acked.event_type, "acknowledged");
+    assert_eq!(types(&tl_a, "response_target_breached"), 1);
+    assert_eq!(types(&tl_a, "escalated"), 3, "on-call, team lead, manager");
+    let (_, tl_b) = store.incident(b.id).await.unwrap().unwrap();
+    assert_eq!(
+        types(&tl_b, "escalated"),
+        1,
+        "acknowledged at 10 min: stopped"
+    );
+    assert_eq!(types(&tl_b, "response_target_breached"), 0);
+    let acked = tl_b
+        .iter()
+        .find(|e| e.event_type == "acknowledged")
+        .unwrap();
     assert_eq!(acked.data["within_target"], true);
 
-    // late acknowledgement is recorded as such
-    store.acknowledge(a.id, &alice, min(20)).await.unwrap();
-    let (_, tl_a) = store.incident(a.id).await.unwrap().unwrap();
-    assert_eq!(tl_a.last().unwrap().data["within_target"], false);
+    // roles, severity, phases, through the same path
+    let m = store
+        .mutate(
+            a.id,
+            &Audit::new(&alice, "role", serde_json::json!({})),
+            |i| {
+                respond::set_role(
+                    i,
+                    neo_ir_core::incident::ResponseRole::IC,
+                    Some("bob"),
+                    &alice,
+                    min(21),
+                    &cfg,
+                )
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.incident.roles.len(), 1);
+    let m = store
+        .mutate(
+            a.id,
+            &Audit::new(&alice, "transition", serde_json::json!({})),
+            |i| {
+                respond::transition(
+                    i,
+                    Status::Mitigating,
+                    Some("restarting"),
+                    &alice,
+                    min(22),
+                    &cfg,
+                )
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.incident.status, Status::Mitigating);
+    let refused = store
+        .mutate(
+            a.id,
+            &Audit::new(&alice, "transition", serde_json::json!({})),
+            |i| respond::transition(i, Status::Reviewed, None, &alice, min(22), &cfg),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err(Refusal::Conflict(_))));
+    let (a_now, tl_a) = store.incident(a.id).await.unwrap().unwrap();
+    assert_eq!(a_now.roles[&neo_ir_core::incident::ResponseRole::IC], "bob");
+    assert_eq!(
+        a_now.acked_by.as_deref(),
+        Some("alice"),
+        "moving it acknowledged it"
+    );
+    assert_eq!(tl_a.last().unwrap().event_type, "phase_changed");
 
+    // the audit log has every person's mutation, and nothing for refusals
+    let audit = store.audit_log(50, None).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["transition", "role", "acknowledge"]);
+    assert_eq!(audit[0].who, "alice");
+    assert_eq!(audit[0].from, "cli");
+    assert_eq!(audit[0].incident_id, Some(a.id));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn silences_are_stored_listed_and_expired() {
+    for db in databases("silences").await {
+        silences(&db.url).await;
+        db.cleanup().await;
+    }
+}
+
+async fn silences(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let t0 = Timestamp::from_second(1_767_225_600).unwrap();
+    let hour = jiff::SignedDuration::from_hours(1);
+    let ops = Actor {
+        who: "ops".into(),
+        from: "api 127.0.0.1:1".into(),
+    };
+    let s = store
+        .add_silence(
+            &NewSilence {
+                node: Some("rpc-1".into()),
+                kind: Some(IncidentKind::NodeDown),
+                starts_at: t0,
+                ends_at: t0 + hour,
+                reason: "disk swap".into(),
+            },
+            &ops,
+            t0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.silences(Some(t0)).await.unwrap(),
+        std::slice::from_ref(&s)
+    );
+    assert!(store.silences(Some(t0 + hour)).await.unwrap().is_empty());
+    let ended = store
+        .expire_silence(s.id, &ops, t0 + jiff::SignedDuration::from_mins(5))
+        .await
+        .unwrap();
+    assert_eq!(ended.ends_at, t0 + jiff::SignedDuration::from_mins(5));
     assert!(matches!(
-        store.acknowledge(999_999, &alice, min(21)).await,
-        Err(neo_ir_store::StoreError::NoSuchIncident(999_999))
+        store.expire_silence(s.id, &ops, t0 + hour).await,
+        Err(StoreError::NoSuchSilence(_))
     ));
-    // a resolved incident has nothing to acknowledge, but still takes notes
-    step(&store, &Assessment::default(), min(30)).await;
+    assert_eq!(store.silences(None).await.unwrap().len(), 1);
+    let actions: Vec<String> = store
+        .audit_log(10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(actions, ["silence.expire", "silence.create"]);
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_lost_lease_fences_every_write() {
+    for db in databases("lease").await {
+        lease(&db.url).await;
+        db.cleanup().await;
+    }
+}
+
+async fn lease(url: &str) {
+    let store = Store::open(url).await.unwrap();
+    let t0 = Timestamp::from_second(1_767_225_600).unwrap();
+    let s = move |n: i64| t0 + jiff::SignedDuration::from_secs(n);
+    let ttl = Duration::from_secs(10);
+    let a = store.try_lead("a", t0, ttl).await.unwrap().unwrap();
+    assert_eq!(a.epoch, 1);
+    assert!(
+        store.try_lead("b", s(5), ttl).await.unwrap().is_none(),
+        "a holds it"
+    );
+    let renewed = store.try_lead("a", s(5), ttl).await.unwrap().unwrap();
+    assert_eq!(renewed.epoch, 1, "renewal keeps the epoch");
+    assert_eq!(renewed.expires_at, s(15));
+    // a is frozen past its lease: b takes over
+    let b = store.try_lead("b", s(15), ttl).await.unwrap().unwrap();
+    assert_eq!(b.epoch, 2);
+    assert_eq!(store.lease().await.unwrap().unwrap().holder, "b");
+
+    let fence = |holder: &str, epoch| Fence {
+        holder: holder.into(),
+        epoch,
+        lease: ttl,
+    };
+    let old = store.fenced(fence("a", 1));
+    let new = store.fenced(fence("b", 2));
+    let a_finding = Assessment {
+        findings: vec![finding("node_down:rpc-1", Severity::P1)],
+        ..Default::default()
+    };
+    let changes = reconcile(&[], &a_finding, s(16), &response(), &[]);
     assert!(matches!(
-        store.acknowledge(c.id, &alice, min(31)).await.unwrap(),
-        Ack::Resolved(_)
+        old.apply(&changes[0]).await,
+        Err(StoreError::LostLease { epoch: 1 })
     ));
-    let note = neo_ir_core::incident::note_event("root cause: disk full", &alice, min(32)).unwrap();
-    store.add_event(c.id, &note).await.unwrap();
-    let (_, tl_c) = store.incident(c.id).await.unwrap().unwrap();
-    assert_eq!(tl_c.last().unwrap(), &note);
     assert!(matches!(
-        store.add_event(999_999, &note).await,
-        Err(neo_ir_store::StoreError::NoSuchIncident(999_999))
+        old.save_nodes(&[], s(16)).await,
+        Ok(()) // nothing to write is not a write
     ));
+    assert!(matches!(
+        old.retain_nodes(&[]).await,
+        Err(StoreError::LostLease { .. })
+    ));
+    new.apply(&changes[0]).await.unwrap();
+    assert_eq!(store.open_incidents().await.unwrap().len(), 1);
+    // the old leader comes back and cannot take the lease while b renews
+    assert!(store.try_lead("a", s(17), ttl).await.unwrap().is_none());
+    // several instances racing for an expired lease: exactly one wins
+    let racers: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.try_lead(&format!("r{i}"), s(40), ttl).await.unwrap() })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for r in racers {
+        if let Some(l) = r.await.unwrap() {
+            won.push(l);
+        }
+    }
+    assert_eq!(won.len(), 1, "{won:?}");
+    assert_eq!(won[0].epoch, 3);
+    // a clean shutdown gives it up at once
+    store.release(&won[0].holder).await.unwrap();
+    assert_eq!(
+        store
+            .try_lead("a", s(41), ttl)
+            .await
+            .unwrap()
+            .unwrap()
+            .epoch,
+        4
+    );
     store.close().await;
 }
 

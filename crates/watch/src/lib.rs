@@ -7,9 +7,16 @@
 //! its own observations, never the other nodes'.
 //!
 //! Every `probe.interval` the decision step takes the observations that arrived, feeds the
-//! fleet view, runs the detectors, reconciles findings with the open incidents and writes
-//! every change with its timeline events to the store. The store is the truth: on start the
-//! loop resumes open incidents and each node's last height from it.
+//! fleet view, runs the detectors, reconciles findings with the open incidents, fires the
+//! deadlines that are due and writes every change with its timeline events to the store.
+//! The store is the truth: on start the loop resumes open incidents and each node's last
+//! height from it.
+//!
+//! Several instances may share one database: only the holder of the leader's lease probes,
+//! decides and fires deadlines. The others follow, asking for the lease every third of its
+//! length, and take over when it expires. Every write of a leader is fenced with the
+//! lease's epoch, so a leader that was frozen past its lease writes nothing when it wakes:
+//! its first write (or renewal) tells it it lost the lease, and it goes back to following.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,9 +25,10 @@ use neo_ir_core::clock::{Clock, SystemClock};
 use neo_ir_core::config::Config;
 use neo_ir_core::detect::{detect, stall_deadline};
 use neo_ir_core::fleet::{Fleet, NodeSpec};
-use neo_ir_core::incident::{reconcile, Change, Incident, TimelineEvent};
+use neo_ir_core::incident::{Change, EventType, Incident, Status, TimelineEvent};
+use neo_ir_core::lifecycle::reconcile;
 use neo_ir_probe::{Headers, NodeTarget, ProbeConfig, Prober};
-use neo_ir_store::Store;
+use neo_ir_store::{Fence, Lease, Store, StoreError};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -86,6 +94,7 @@ pub enum NoticeKind {
 pub struct WatchHandle {
     notices: broadcast::Sender<Notice>,
     rounds: watch::Receiver<u64>,
+    leading: watch::Receiver<bool>,
 }
 
 impl WatchHandle {
@@ -98,6 +107,17 @@ impl WatchHandle {
     pub fn rounds(&self) -> watch::Receiver<u64> {
         self.rounds.clone()
     }
+
+    /// Whether this instance holds the leader's lease now.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.clone()
+    }
+}
+
+/// How a term of leadership ended.
+enum Term {
+    Shutdown,
+    LostLease,
 }
 
 /// The watcher: configuration, probe client, store and fleet view.
@@ -106,7 +126,15 @@ pub struct Watcher {
     targets: Vec<NodeTarget>,
     telemetry: Vec<TelemetrySource>,
     prober: Prober,
+    /// The store as opened (people's view, the lease).
+    base_store: Store,
+    /// The store fenced with the current term's lease (the same as `base_store` between
+    /// terms).
     store: Store,
+    /// This instance's name in the lease: host, process and start.
+    holder: String,
+    leading: watch::Sender<bool>,
+    specs: Vec<NodeSpec>,
     fleet: Fleet,
     clock: Arc<dyn Clock>,
     notices: broadcast::Sender<Notice>,
@@ -174,13 +202,18 @@ impl Watcher {
             .collect();
         let (notices, _) = broadcast::channel(256);
         let (rounds, _) = watch::channel(0);
+        let (leading, _) = watch::channel(false);
         Ok(Self {
             fleet: Fleet::new(&specs),
+            specs,
             config,
             targets,
             telemetry,
             prober,
+            base_store: store.clone(),
             store,
+            holder: instance_name(),
+            leading,
             clock: Arc::new(SystemClock),
             notices,
             rounds,
@@ -201,19 +234,117 @@ impl Watcher {
         WatchHandle {
             notices: self.notices.clone(),
             rounds: self.rounds.subscribe(),
+            leading: self.leading.subscribe(),
         }
     }
 
-    /// Run rounds until `shutdown` completes. Shutdown is taken between rounds; the probe
-    /// tasks are then stopped. Every write is a transaction, so nothing is half-stored.
+    /// Run until `shutdown` completes: follow while another instance leads, lead while
+    /// this one holds the lease. Shutdown is taken between rounds; the probe tasks are then
+    /// stopped and the lease given up. Every write is a transaction, so nothing is
+    /// half-stored.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), WatchError> {
-        let resumed = self.resume().await?;
+        tokio::pin!(shutdown);
+        loop {
+            let Some(lease) = self.follow(&mut shutdown).await else {
+                break;
+            };
+            self.leading.send_replace(true);
+            let term = self.lead(lease, &mut shutdown).await;
+            self.leading.send_replace(false);
+            self.store = self.base_store.clone();
+            match term? {
+                Term::Shutdown => {
+                    if let Err(e) = self.base_store.release(&self.holder).await {
+                        tracing::warn!(error = %e, "could not give the lease up; it expires by itself");
+                    }
+                    break;
+                }
+                Term::LostLease => tracing::warn!(
+                    holder = %self.holder,
+                    "lost the leader's lease to another instance: following"
+                ),
+            }
+        }
+        tracing::info!(rounds = *self.rounds.borrow(), "watcher stopped");
+        Ok(())
+    }
+
+    /// Wait until this instance holds the lease (`None`: shut down first).
+    async fn follow(
+        &mut self,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Option<Lease> {
+        let every = (self.config.store.lease / 3).max(std::time::Duration::from_millis(50));
+        let mut said = None;
+        loop {
+            match self
+                .base_store
+                .try_lead(&self.holder, self.clock.now(), self.config.store.lease)
+                .await
+            {
+                Ok(Some(lease)) => return Some(lease),
+                Ok(None) => {
+                    if let Ok(Some(l)) = self.base_store.lease().await {
+                        if said.as_ref() != Some(&l.holder) {
+                            tracing::info!(leader = %l.holder, "another instance leads: following");
+                            said = Some(l.holder);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reach the store for the lease; retrying")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.as_mut() => return None,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Forget what the last term saw: a new term starts from the store.
+    fn reset_term(&mut self) {
+        self.fleet = Fleet::new(&self.specs);
+        self.debouncer = Default::default();
+        self.recent_hashes.clear();
+        self.known_forks.clear();
+        self.force_check = false;
+        self.stall_wakeup = None;
+        self.last_check = None;
+        self.last_view_save = None;
+    }
+
+    /// One term as leader: probe, decide and fire deadlines until shutdown or until the
+    /// lease is lost.
+    async fn lead(
+        &mut self,
+        mut lease: Lease,
+        shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Result<Term, WatchError> {
+        self.reset_term();
+        self.store = self.base_store.fenced(Fence {
+            holder: self.holder.clone(),
+            epoch: lease.epoch,
+            lease: self.config.store.lease,
+        });
+        let resumed = match self.resume().await {
+            Ok(n) => n,
+            Err(WatchError::Store(StoreError::LostLease { .. })) => return Ok(Term::LostLease),
+            Err(e) => return Err(e),
+        };
         tracing::info!(
             nodes = self.targets.len(),
             interval_ms = self.config.probe.interval.as_millis() as u64,
             resumed_open_incidents = resumed,
-            "watching"
+            epoch = lease.epoch,
+            holder = %self.holder,
+            "leading: watching"
         );
+        let mut renew = tokio::time::interval(
+            (self.config.store.lease / 3).max(std::time::Duration::from_millis(50)),
+        );
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
         let (tx, mut rx) = mpsc::channel(1024);
         let mut probes = JoinSet::new();
         let probe_now = Arc::new(tokio::sync::Notify::new());
@@ -274,7 +405,7 @@ impl Watcher {
         drop(tx);
         let mut tick = tokio::time::interval(self.config.probe.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tokio::pin!(shutdown);
+        let mut term = Term::Shutdown;
         let mut observed = Vec::new();
         // A failed probe asks for a decision "now", but at most one per URGENT_GAP: a
         // crash is still an incident within milliseconds, and many failing nodes of a big
@@ -302,7 +433,17 @@ impl Watcher {
                     .reset(stall_armed.unwrap_or_else(far_future));
             }
             tokio::select! {
-                _ = &mut shutdown => break,
+                _ = shutdown.as_mut() => break,
+                _ = renew.tick() => {
+                    match self.base_store.try_lead(&self.holder, self.clock.now(), self.config.store.lease).await {
+                        Ok(Some(l)) if l.epoch == lease.epoch => lease = l,
+                        // another instance took it, or it expired (this process was frozen)
+                        // and the epoch moved on: the term is over either way
+                        Ok(_) => { term = Term::LostLease; break; }
+                        Err(e) => tracing::error!(error = %e, "cannot renew the lease; the store's fence decides"),
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {}
                 _ = &mut stall_sleep, if stall_armed.is_some() => {
                     stall_armed = None;
@@ -348,16 +489,20 @@ impl Watcher {
                 observed.push(o);
             }
             let observed = std::mem::take(&mut observed);
-            if let Err(e) = self.decide(observed).await {
+            match self.decide(observed).await {
+                Ok(()) => {}
+                Err(WatchError::Store(StoreError::LostLease { .. })) => {
+                    term = Term::LostLease;
+                    break;
+                }
                 // The store is unreachable: keep probing, try again next round; nothing is
                 // lost because the next round recomputes everything from observations.
-                tracing::error!(error = %e, "round not stored; retrying next round");
+                Err(e) => tracing::error!(error = %e, "round not stored; retrying next round"),
             }
         }
         probes.shutdown().await;
         self.checks.shutdown().await;
-        tracing::info!(rounds = *self.rounds.borrow(), "watcher stopped");
-        Ok(())
+        Ok(term)
     }
 
     /// Load what the store knows: each node's last height (for stall timing) and the open
@@ -401,23 +546,21 @@ impl Watcher {
         let raw = detect(&self.fleet, &self.config.detect, now);
         let assessment = self.debouncer.apply(raw, &self.config.detect.debounce, now);
         self.start_check();
+        // Deadlines (response target, escalation steps, update reminders, the stability
+        // window) are absolute times stored with each incident; reconcile fires the ones due,
+        // so after a restart a missed one fires at the first round, once: the write is
+        // refused if the incident changed since it was read.
         let open = self.store.open_incidents().await?;
-        for change in reconcile(&open, &assessment, now) {
-            let incident = self.store.apply(&change).await?;
-            self.announce(&change, incident);
-        }
-        // Response targets are deadlines stored with each incident (opened + the severity's
-        // target): after a restart a missed one is recorded at the first round, once, since
-        // the store guards the record.
-        for incident in self.store.record_breaches(now).await? {
-            let event = neo_ir_core::incident::breach_event(&incident, now);
-            tracing::warn!(incident = incident.id, kind = %incident.kind, severity = %incident.severity,
-                "response target missed: {}", event.message);
-            let _ = self.notices.send(Notice {
-                what: NoticeKind::Updated,
-                incident,
-                events: vec![event],
-            });
+        let silences = self.store.silences(Some(now)).await?;
+        for change in reconcile(&open, &assessment, now, &self.config.response, &silences) {
+            match self.store.apply(&change).await {
+                Ok(incident) => self.announce(&change, incident),
+                Err(StoreError::Conflict(id)) => tracing::debug!(
+                    incident = id,
+                    "changed meanwhile (a person acted): recomputed next round"
+                ),
+                Err(e) => return Err(e.into()),
+            }
         }
         self.stall_wakeup = self.stall_wakeup();
         // Node views: every round for ordinary fleets; big fleets at most every 5 s (writing
@@ -589,11 +732,15 @@ impl Watcher {
     }
 
     fn announce(&self, change: &Change, incident: Incident) {
-        let (what, events) = match change {
-            Change::Open { event, .. } => (NoticeKind::Opened, vec![event.clone()]),
-            Change::Update { events, .. } => (NoticeKind::Updated, events.clone()),
-            Change::Resolve { event, .. } => (NoticeKind::Resolved, vec![event.clone()]),
+        let events = change.events().to_vec();
+        let what = match change {
+            Change::Open { .. } => NoticeKind::Opened,
+            Change::Update(_) if events.iter().any(|e| e.is(EventType::Resolved)) => {
+                NoticeKind::Resolved
+            }
+            Change::Update(_) => NoticeKind::Updated,
         };
+        debug_assert!(what != NoticeKind::Resolved || incident.status == Status::Resolved);
         match what {
             NoticeKind::Opened => tracing::warn!(
                 incident = incident.id, kind = %incident.kind, severity = %incident.severity,
@@ -601,14 +748,16 @@ impl Watcher {
             ),
             NoticeKind::Resolved => tracing::info!(
                 incident = incident.id, kind = %incident.kind, "incident resolved: {}",
-                events.first().map(|e| e.message.as_str()).unwrap_or_default()
+                events.last().map(|e| e.message.as_str()).unwrap_or_default()
             ),
-            NoticeKind::Updated if !events.is_empty() => {
-                for e in &events {
-                    tracing::info!(incident = incident.id, kind = %incident.kind, "incident updated: {}", e.message);
-                }
+            _ => {}
+        }
+        for e in events.iter().skip(usize::from(what == NoticeKind::Opened)) {
+            if e.is(EventType::Escalated) || e.is(EventType::ResponseTargetBreached) {
+                tracing::warn!(incident = incident.id, kind = %incident.kind, "{}", e.message);
+            } else if !(what == NoticeKind::Resolved && e.is(EventType::Resolved)) {
+                tracing::info!(incident = incident.id, kind = %incident.kind, "incident updated: {}", e.message);
             }
-            NoticeKind::Updated => {}
         }
         if what != NoticeKind::Updated || !events.is_empty() {
             let _ = self.notices.send(Notice {
@@ -834,6 +983,20 @@ async fn telemetry_node(
             }
         }
     }
+}
+
+/// This process's name in the leader's lease: `host:pid:start`, unique per start.
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    format!("{host}:{}:{start}", std::process::id())
 }
 
 fn far_future() -> tokio::time::Instant {

@@ -5,8 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use neo_ir_core::config::{Config, ProbeSettings, ServerSettings, StoreSettings};
-use neo_ir_core::detect::DetectConfig;
+use neo_ir_core::config::Config;
 use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::Store;
 use neo_ir_watch::Watcher;
@@ -28,28 +27,13 @@ async fn network(validators: u32, rpc: u32, msperblock: u64) -> SimNetwork {
 }
 
 fn config(net: &SimNetwork, store_url: &str) -> Config {
-    Config {
-        nodes: neo_ir_watch::simulated_nodes(net),
-        probe: ProbeSettings {
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(400),
-            ..ProbeSettings::default()
-        },
-        detect: DetectConfig {
-            debounce: neo_ir_core::debounce::DebounceRules {
-                clear_for: Duration::from_secs(1),
-                ..Default::default()
-            },
-            ..DetectConfig::default()
-        },
-        store: StoreSettings {
-            url: store_url.to_string(),
-        },
-        server: ServerSettings {
-            listen: "127.0.0.1:0".into(),
-            ..ServerSettings::default()
-        },
-    }
+    let mut c = Config::with_defaults(neo_ir_watch::simulated_nodes(net), store_url);
+    c.probe.interval = Duration::from_millis(100);
+    c.probe.timeout = Duration::from_millis(400);
+    c.detect.debounce.clear_for = Duration::from_secs(1);
+    // resolved after half a second of stability (the playbook's 30 min, shortened)
+    c.response.stability_window = Duration::from_millis(500);
+    c
 }
 
 /// A running watcher plus its API.
