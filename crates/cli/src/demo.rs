@@ -268,6 +268,10 @@ fn print_notice(n: &Notice, started: Instant) {
                     println!("          {k:<22} {v}");
                 }
             }
+            // what fired with the opening: the first escalation step pages the on-call
+            for e in n.events.iter().skip(1) {
+                println!("[{t:>5.1}s] PAGED    #{} {}", i.id, e.message);
+            }
         }
         NoticeKind::Updated => {
             for e in &n.events {
@@ -275,7 +279,7 @@ fn print_notice(n: &Notice, started: Instant) {
             }
         }
         NoticeKind::Resolved => {
-            let msg = n.events.first().map(|e| e.message.as_str()).unwrap_or("");
+            let msg = n.events.last().map(|e| e.message.as_str()).unwrap_or("");
             println!("[{t:>5.1}s] RESOLVED #{} {}  {}", i.id, i.kind, msg);
         }
     }

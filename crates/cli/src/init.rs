@@ -53,9 +53,40 @@ stall_grace = "800ms"
 
 [store]
 url = "sqlite://neo-ir.db"
+# Several `neo-ir watch` instances on one PostgreSQL database share the work: one leads,
+# the others take over within this long after it dies.
+# url = "postgres://neo_ir@db.example:5432/neo_ir"   # password from PGPASSWORD
+# lease = "10s"
 
 [server]
 listen = "127.0.0.1:9797"
+
+# The response (defaults: the playbook's).
+[response]
+# A cleared incident is monitored this long before it resolves (playbook phase 4).
+stability_window = "30m"
+# How often people are reminded to post an update, once someone acknowledged.
+update_every = {{ P1 = "15m", P2 = "30m", P3 = "1h", P4 = "off" }}
+
+# Who is paged while nobody acknowledges. Without any [[escalation]], the playbook's chain
+# applies to every severity: on-call engineer at once, team lead at 5 min, engineering
+# manager at 15 min, CTO/VP engineering at 30 min. `notify` names a [[schedule]] (the person
+# on call then) or a person or team.
+# [[escalation]]
+# name = "critical"
+# severities = ["P1", "P2"]
+# steps = [
+#   {{ after = "0m", notify = "primary" }},
+#   {{ after = "5m", notify = "team lead" }},
+#   {{ after = "15m", notify = "engineering manager" }},
+# ]
+
+# [[schedule]]
+# name = "primary"
+# rotation = "weekly"                  # "daily", "weekly" or a duration such as "12h"
+# start = "2026-11-02T09:00:00Z"       # when the first person's turn starts
+# people = ["alice", "bob", "carol"]
+# overrides = [{{ who = "dave", from = "2026-12-24T00:00:00Z", until = "2026-12-27T00:00:00Z" }}]
 "#
     )
 }

@@ -94,6 +94,27 @@ pub fn incident_detail(i: &Incident, timeline: &[TimelineEvent]) -> String {
         }
         (None, _, None) => {}
     }
+    if !i.roles.is_empty() {
+        let _ = writeln!(
+            out,
+            "Roles:    {}",
+            neo_ir_core::respond::roles_line(&i.roles)
+        );
+    }
+    if let Some(c) = i.cleared_at.filter(|_| i.is_open()) {
+        let _ = writeln!(out, "Cleared:  since {} (resolves when stable)", local(c));
+    }
+    if let (Some(due), Some(policy)) = (i.escalation_due_at, &i.escalation_policy) {
+        let _ = writeln!(
+            out,
+            "Escalate: step {} of policy {policy} at {} unless acknowledged",
+            i.escalation_step + 1,
+            local(due)
+        );
+    }
+    if let Some(due) = i.update_due_at {
+        let _ = writeln!(out, "Update:   next one due {}", local(due));
+    }
     let _ = writeln!(out, "Evidence:");
     if let Some(map) = i.evidence.as_object() {
         for (k, v) in map {
@@ -106,7 +127,7 @@ pub fn incident_detail(i: &Incident, timeline: &[TimelineEvent]) -> String {
     for e in timeline {
         let _ = writeln!(
             out,
-            "  {}  {:<16} {}",
+            "  {}  {:<24} {}",
             local(e.at),
             e.event_type,
             clip(&e.message, 120)

@@ -309,6 +309,22 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             e.message
         );
     }
+    let unpaged: Vec<&str> = [
+        neo_ir_core::incident::Severity::P1,
+        neo_ir_core::incident::Severity::P2,
+        neo_ir_core::incident::Severity::P3,
+        neo_ir_core::incident::Severity::P4,
+    ]
+    .into_iter()
+    .filter(|s| cfg.response.policy_for(*s).is_none())
+    .map(|s| s.as_str())
+    .collect();
+    if !unpaged.is_empty() {
+        eprintln!(
+            "warning: no [[escalation]] policy lists {}: incidents of that severity page nobody",
+            unpaged.join(", ")
+        );
+    }
     let validators = cfg
         .nodes
         .iter()

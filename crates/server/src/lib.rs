@@ -307,9 +307,21 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// Ready when the store answers; says which instance leads (the lease's holder, which
+/// names host and process) so an operator of several instances sees it at a glance.
 async fn readyz(State(store): State<Store>) -> Response {
     match store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "store": "ok"})).into_response(),
+        Ok(()) => {
+            let leader = match store.lease().await {
+                Ok(Some(l)) => json!({
+                    "holder": l.holder,
+                    "epoch": l.epoch,
+                    "expires_at": l.expires_at,
+                }),
+                _ => serde_json::Value::Null,
+            };
+            Json(json!({"status": "ready", "store": "ok", "leader": leader})).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "store": e.to_string()})),

@@ -68,7 +68,7 @@ async fn incidents_nodes_health_and_errors() {
     round(&store, &only_bc, t0 + jiff::SignedDuration::from_secs(9)).await;
     round(&store, &only_bc, t0 + jiff::SignedDuration::from_secs(10)).await;
 
-    let (base, _stop) = start(store).await;
+    let (base, _stop) = start(store.clone()).await;
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let url = format!("{base}{path}");
@@ -82,8 +82,16 @@ async fn incidents_nodes_health_and_errors() {
 
     let (s, body) = get("/healthz").await;
     assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
-    let (s, _) = get("/readyz").await;
+    let (s, body) = get("/readyz").await;
     assert_eq!(s, 200);
+    assert!(body["leader"].is_null(), "no instance led yet: {body}");
+    store
+        .try_lead("host:42:1", t0, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (_, body) = get("/readyz").await;
+    assert_eq!(body["leader"]["holder"], "host:42:1");
+    assert_eq!(body["leader"]["epoch"], 1);
 
     let (s, body) = get("/api/v1/incidents").await;
     assert_eq!(s, 200);
