@@ -766,6 +766,68 @@ async fn insert_event(
     Ok(())
 }
 
+/// The columns every write of an incident sets, in the order [`bind_incident`] binds them.
+const INCIDENT_COLUMNS: [&str; 18] = [
+    "severity",
+    "status",
+    "nodes",
+    "summary",
+    "evidence",
+    "resolved_at",
+    "updated_at",
+    "ack_due_at",
+    "acked_at",
+    "acked_by",
+    "ack_breached_at",
+    "detected_severity",
+    "cleared_at",
+    "roles",
+    "escalation_policy",
+    "escalation_step",
+    "escalation_due_at",
+    "update_due_at",
+];
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Bind the values of [`INCIDENT_COLUMNS`] of `i`.
+fn bind_incident<'q>(q: AnyQuery<'q>, i: &'q Incident) -> AnyQuery<'q> {
+    q.bind(i.severity.as_str())
+        .bind(i.status.as_str())
+        .bind(serde_json::to_string(&i.nodes).expect("names serialize"))
+        .bind(&i.summary)
+        .bind(i.evidence.to_string())
+        .bind(ms(i.resolved_at))
+        .bind(i.updated_at.as_millisecond())
+        .bind(ms(i.ack_due_at))
+        .bind(ms(i.acked_at))
+        .bind(i.acked_by.as_deref())
+        .bind(ms(i.ack_breached_at))
+        .bind(i.detected_severity.as_str())
+        .bind(ms(i.cleared_at))
+        .bind(serde_json::to_string(&i.roles).expect("roles serialize"))
+        .bind(i.escalation_policy.as_deref())
+        .bind(i.escalation_step as i64)
+        .bind(ms(i.escalation_due_at))
+        .bind(ms(i.update_due_at))
+}
+
+static INSERT_INCIDENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO incidents (key, kind, opened_at, version, {}) VALUES (?, ?, ?, 0, {}) \
+         RETURNING id",
+        INCIDENT_COLUMNS.join(", "),
+        vec!["?"; INCIDENT_COLUMNS.len()].join(", ")
+    )
+});
+
+static UPDATE_INCIDENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE incidents SET {}, version = version + 1 WHERE id = ? AND version = ?",
+        INCIDENT_COLUMNS.map(|c| format!("{c} = ?")).join(", ")
+    )
+});
+
 /// Insert a new incident with its events; returns it with its id.
 async fn insert_incident(
     dialect: Dialect,
@@ -773,37 +835,15 @@ async fn insert_incident(
     i: &Incident,
     events: &[TimelineEvent],
 ) -> Result<Incident> {
-    let id: i64 = sqlx::query(&dialect.sql(
-        "INSERT INTO incidents (key, kind, severity, status, nodes, summary, evidence, \
-         opened_at, resolved_at, updated_at, ack_due_at, acked_at, acked_by, ack_breached_at, \
-         version, detected_severity, cleared_at, roles, escalation_policy, escalation_step, \
-         escalation_due_at, update_due_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-    ))
-    .bind(&i.key)
-    .bind(i.kind.as_str())
-    .bind(i.severity.as_str())
-    .bind(i.status.as_str())
-    .bind(serde_json::to_string(&i.nodes).expect("names serialize"))
-    .bind(&i.summary)
-    .bind(i.evidence.to_string())
-    .bind(i.opened_at.as_millisecond())
-    .bind(ms(i.resolved_at))
-    .bind(i.updated_at.as_millisecond())
-    .bind(ms(i.ack_due_at))
-    .bind(ms(i.acked_at))
-    .bind(i.acked_by.as_deref())
-    .bind(ms(i.ack_breached_at))
-    .bind(i.detected_severity.as_str())
-    .bind(ms(i.cleared_at))
-    .bind(serde_json::to_string(&i.roles).expect("roles serialize"))
-    .bind(i.escalation_policy.as_deref())
-    .bind(i.escalation_step as i64)
-    .bind(ms(i.escalation_due_at))
-    .bind(ms(i.update_due_at))
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
+    let sql = dialect.sql(&INSERT_INCIDENT);
+    let q = sqlx::query(&sql)
+        .bind(&i.key)
+        .bind(i.kind.as_str())
+        .bind(i.opened_at.as_millisecond());
+    let id: i64 = bind_incident(q, i)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get("id")?;
     for e in events {
         insert_event(dialect, tx, id, e).await?;
     }
@@ -822,35 +862,12 @@ async fn write_mutation(
     m: &Mutation,
 ) -> Result<Incident> {
     let i = &m.incident;
-    let done = sqlx::query(&dialect.sql(
-        "UPDATE incidents SET severity = ?, status = ?, nodes = ?, summary = ?, evidence = ?, \
-         resolved_at = ?, updated_at = ?, ack_due_at = ?, acked_at = ?, acked_by = ?, \
-         ack_breached_at = ?, detected_severity = ?, cleared_at = ?, roles = ?, \
-         escalation_policy = ?, escalation_step = ?, escalation_due_at = ?, update_due_at = ?, \
-         version = version + 1 WHERE id = ? AND version = ?",
-    ))
-    .bind(i.severity.as_str())
-    .bind(i.status.as_str())
-    .bind(serde_json::to_string(&i.nodes).expect("names serialize"))
-    .bind(&i.summary)
-    .bind(i.evidence.to_string())
-    .bind(ms(i.resolved_at))
-    .bind(i.updated_at.as_millisecond())
-    .bind(ms(i.ack_due_at))
-    .bind(ms(i.acked_at))
-    .bind(i.acked_by.as_deref())
-    .bind(ms(i.ack_breached_at))
-    .bind(i.detected_severity.as_str())
-    .bind(ms(i.cleared_at))
-    .bind(serde_json::to_string(&i.roles).expect("roles serialize"))
-    .bind(i.escalation_policy.as_deref())
-    .bind(i.escalation_step as i64)
-    .bind(ms(i.escalation_due_at))
-    .bind(ms(i.update_due_at))
-    .bind(i.id)
-    .bind(i.version)
-    .execute(&mut **tx)
-    .await?;
+    let sql = dialect.sql(&UPDATE_INCIDENT);
+    let done = bind_incident(sqlx::query(&sql), i)
+        .bind(i.id)
+        .bind(i.version)
+        .execute(&mut **tx)
+        .await?;
     if done.rows_affected() == 0 {
         let exists = sqlx::query(&dialect.sql("SELECT id FROM incidents WHERE id = ?"))
             .bind(i.id)

@@ -34,23 +34,7 @@ fn killed_20_times_while_faults_come_and_go_nothing_is_lost_or_doubled() {
     let sim = Sim::start(1, 4, 300);
     let dir = tempfile::tempdir().unwrap();
     let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
-    let steps: Vec<String> = STEPS
-        .iter()
-        .map(|s| format!("{{ after = \"{s}s\", notify = \"on-call\" }}"))
-        .collect();
-    let cfg = write(
-        &dir,
-        "neo-ir.toml",
-        &format!(
-            "{}[probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\
-             [detect]\nclear_for = \"300ms\"\n\
-             [store]\nurl = \"{store}\"\nlease = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
-             [response]\nstability_window = \"1s\"\n\
-             [[escalation]]\nname = \"fast\"\nsteps = [{}]\n",
-            nodes_toml(&sim, 1, 4),
-            steps.join(", ")
-        ),
-    );
+    let cfg = fast_config(&dir, &sim, (1, 4), &store, &STEPS);
     let seed = std::env::var("NEO_IR_CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -107,25 +107,7 @@ impl Pair {
         let db = PgDb::create(tag)?;
         let sim = Sim::start(1, 2, 300);
         let dir = tempfile::tempdir().unwrap();
-        let steps: Vec<String> = STEPS
-            .iter()
-            .enumerate()
-            .map(|(i, s)| format!("{{ after = \"{s}s\", notify = \"level-{}\" }}", i + 1))
-            .collect();
-        let cfg = write(
-            &dir,
-            "neo-ir.toml",
-            &format!(
-                "{}[probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\
-                 [detect]\nclear_for = \"300ms\"\n\
-                 [store]\nurl = \"{}\"\nlease = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
-                 [response]\nstability_window = \"1s\"\n\
-                 [[escalation]]\nname = \"fast\"\nsteps = [{}]\n",
-                nodes_toml(&sim, 1, 2),
-                db.url,
-                steps.join(", ")
-            ),
-        );
+        let cfg = fast_config(&dir, &sim, (1, 2), &db.url, &STEPS);
         let a = Watch::start(&cfg, dir.path().join("a.log"));
         let a_pid = format!(":{}:", a.pid());
         eventually(

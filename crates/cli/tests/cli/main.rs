@@ -204,6 +204,35 @@ fn nodes_toml(sim: &Sim, validators: u16, rpc: u16) -> String {
     out
 }
 
+/// A fast `neo-ir.toml` in `dir` for the simulated network: 100 ms probes, 1 s lease and
+/// stability window, and one escalation policy paging `level-N` at each of `steps` seconds.
+fn fast_config(
+    dir: &tempfile::TempDir,
+    sim: &Sim,
+    (validators, rpc): (u16, u16),
+    store: &str,
+    steps: &[u64],
+) -> std::path::PathBuf {
+    let steps: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{{ after = \"{s}s\", notify = \"level-{}\" }}", i + 1))
+        .collect();
+    write(
+        dir,
+        "neo-ir.toml",
+        &format!(
+            "{}[probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\
+             [detect]\nclear_for = \"300ms\"\n\
+             [store]\nurl = \"{store}\"\nlease = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [response]\nstability_window = \"1s\"\n\
+             [[escalation]]\nname = \"fast\"\nsteps = [{}]\n",
+            nodes_toml(sim, validators, rpc),
+            steps.join(", ")
+        ),
+    )
+}
+
 /// One incident with its timeline, read with the CLI.
 fn incident_json(store: &str, id: i64) -> Value {
     json_of(&[
