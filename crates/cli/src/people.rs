@@ -87,8 +87,8 @@ where
 
 /// `neo-ir ack ID`.
 pub async fn ack(id: i64, args: StoreArgs) -> anyhow::Result<ExitCode> {
-    act(id, args, "acknowledge", json!({}), |i, a, now, cfg| {
-        respond::acknowledge(i, a, now, cfg)
+    act(id, args, "acknowledge", json!({}), |i, a, now, _| {
+        respond::acknowledge(i, a, now)
     })
     .await
 }
@@ -110,9 +110,9 @@ pub async fn note(
         args,
         name,
         json!({"text": text, "runbook_run": runbook_run}),
-        |i, a, now, cfg| match action {
-            true => respond::action(i, text, runbook_run, a, now, cfg),
-            false => respond::note(i, text, a, now, cfg),
+        |i, a, now, _| match action {
+            true => respond::action(i, text, runbook_run, a, now),
+            false => respond::note(i, text, a, now),
         },
     )
     .await
@@ -138,7 +138,7 @@ pub async fn assign(
         args,
         "role",
         json!({"role": role, "holder": who}),
-        |i, a, now, cfg| respond::set_role(i, role, who, a, now, cfg),
+        |i, a, now, _| respond::set_role(i, role, who, a, now),
     )
     .await
 }
@@ -159,7 +159,7 @@ pub async fn transition(
         args,
         "transition",
         json!({"to": to, "reason": reason}),
-        |i, a, now, cfg| respond::transition(i, to, reason, a, now, cfg),
+        |i, a, now, _| respond::transition(i, to, reason, a, now),
     )
     .await
 }

@@ -328,7 +328,12 @@ pub struct Incident {
     pub escalation_step: u32,
     #[serde(default)]
     pub escalation_due_at: Option<Timestamp>,
-    /// When a person's next update is due (set on acknowledgement, moved by every update).
+    /// When the last person's update was made (the acknowledgement, a note, an action, a
+    /// phase, role or severity change).
+    #[serde(default)]
+    pub last_update_at: Option<Timestamp>,
+    /// When the next update reminder fires: derived by the engine, with its configuration,
+    /// from `last_update_at` and the severity (`None` until then, or when none is due).
     #[serde(default)]
     pub update_due_at: Option<Timestamp>,
 }

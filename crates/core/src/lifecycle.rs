@@ -54,6 +54,7 @@ pub fn open(finding: &Finding, now: Timestamp, cfg: &ResponseConfig) -> Incident
         escalation_policy: None,
         escalation_step: 0,
         escalation_due_at: None,
+        last_update_at: None,
         update_due_at: None,
     };
     set_severity(&mut incident, finding.severity, cfg);
@@ -66,7 +67,12 @@ pub fn open(finding: &Finding, now: Timestamp, cfg: &ResponseConfig) -> Incident
 /// times from then on).
 pub fn set_severity(incident: &mut Incident, severity: Severity, cfg: &ResponseConfig) {
     incident.severity = severity;
-    if incident.acked_at.is_some() || !incident.is_open() {
+    if !incident.is_open() {
+        return;
+    }
+    if incident.acked_at.is_some() {
+        // the update cadence is the new severity's: derived again by `due`
+        incident.update_due_at = None;
         return;
     }
     incident.ack_due_at = Some(plus(incident.opened_at, severity.response_target()));
@@ -301,6 +307,7 @@ pub fn due(
     if !incident.is_open() {
         return events;
     }
+    derive(incident, cfg);
     if incident.acked_at.is_none()
         && incident.ack_breached_at.is_none()
         && incident.ack_due_at.is_some_and(|d| d <= now)
@@ -324,8 +331,7 @@ pub fn due(
             .as_deref()
             .and_then(|name| cfg.policy(name))
         else {
-            // the policy was removed from the configuration: nothing left to page
-            incident.escalation_due_at = None;
+            incident.escalation_due_at = None; // `derive` keeps the policy configured
             break;
         };
         let index = incident.escalation_step;
@@ -423,6 +429,26 @@ pub fn due(
         }
     }
     events
+}
+
+/// Make the deadlines that depend on the configuration agree with the engine's: the
+/// escalation policy for the incident's severity (a person's CLI may have run without the
+/// configuration, or the configuration changed), and the next update reminder one interval
+/// after the last person's update.
+fn derive(incident: &mut Incident, cfg: &ResponseConfig) {
+    if incident.acked_at.is_none() {
+        let want = cfg.policy_for(incident.severity);
+        if incident.escalation_policy.as_deref() != want.map(|p| p.name.as_str()) {
+            incident.escalation_policy = want.map(|p| p.name.clone());
+            incident.escalation_due_at =
+                want.and_then(|p| p.due(incident.escalation_step, incident.opened_at));
+        }
+    } else if incident.update_due_at.is_none() {
+        incident.update_due_at = incident
+            .last_update_at
+            .zip(cfg.update_every(incident.severity))
+            .map(|(last, every)| plus(last, every));
+    }
 }
 
 fn minus(t: Timestamp, d: std::time::Duration) -> Timestamp {
@@ -809,7 +835,7 @@ mod tests {
         book.round(&a, clock.now(), &cfg);
         let mut acked = book.incidents[0].clone();
         acked.acked_at = Some(clock.now());
-        acked.update_due_at = Some(plus(clock.now(), Duration::from_secs(900)));
+        acked.last_update_at = Some(clock.now());
         book.write(Mutation {
             incident: acked,
             events: vec![],
@@ -825,5 +851,57 @@ mod tests {
             .map(|e| millis_between(book.incidents[0].opened_at, e.at) / 1000)
             .collect();
         assert_eq!(reminders, [900, 1800, 2700]);
+    }
+
+    #[test]
+    fn the_engine_derives_cadence_and_policy_from_its_own_configuration() {
+        // a person acknowledged and raised the severity from a CLI without the
+        // configuration: the policy and the update interval are the engine's
+        let clock = ManualClock::at_epoch_2026();
+        let engine = ResponseConfig {
+            update_every: [Some(Duration::from_secs(60)); 4],
+            escalation: vec![crate::oncall::EscalationPolicy {
+                name: "ops".into(),
+                severities: vec![Severity::P1, Severity::P2],
+                steps: vec![crate::oncall::EscalationStep {
+                    after: Duration::from_secs(120),
+                    notify: "ops".into(),
+                }],
+            }],
+            ..Default::default()
+        };
+        let mut book = Book::default();
+        let a = fires(vec![finding("k", Severity::P2, &["a"])]);
+        book.round(&a, clock.now(), &engine);
+        let mut foreign = book.incidents[0].clone();
+        foreign.escalation_policy = Some("playbook".into());
+        foreign.escalation_due_at = None;
+        book.write(Mutation {
+            incident: foreign,
+            events: vec![],
+        })
+        .unwrap();
+        book.round(&a, clock.now(), &engine);
+        let i = &book.incidents[0];
+        assert_eq!(i.escalation_policy.as_deref(), Some("ops"));
+        assert_eq!(
+            i.escalation_due_at,
+            Some(plus(i.opened_at, Duration::from_secs(120)))
+        );
+
+        let mut acked = book.incidents[0].clone();
+        acked.acked_at = Some(clock.now());
+        acked.last_update_at = Some(clock.now());
+        book.write(Mutation {
+            incident: acked,
+            events: vec![],
+        })
+        .unwrap();
+        book.round(&a, clock.now(), &engine);
+        assert_eq!(
+            book.incidents[0].update_due_at,
+            Some(plus(clock.now(), Duration::from_secs(60))),
+            "one interval of the engine's after the last update"
+        );
     }
 }

@@ -25,7 +25,7 @@ use crate::incident::{
     Severity, Status, TimelineEvent, DECLARED_PREFIX,
 };
 use crate::lifecycle::{close, set_severity};
-use crate::oncall::{plus, ResponseConfig, Silence};
+use crate::oncall::{ResponseConfig, Silence};
 
 /// Why a person's action was not taken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,26 +115,24 @@ pub fn declare(
     Ok(Change::Open { incident, events })
 }
 
-/// A person's update moves the next update's deadline one interval on.
-fn updated(incident: &mut Incident, now: Timestamp, cfg: &ResponseConfig) {
+/// A person's update: the next reminder is due one interval after it. The engine derives
+/// that time with its own configuration (the person may run a CLI without it), so this only
+/// records the update and clears the old deadline.
+fn updated(incident: &mut Incident, now: Timestamp) {
     incident.updated_at = now;
     if incident.is_open() && incident.acked_at.is_some() {
-        incident.update_due_at = cfg.update_every(incident.severity).map(|e| plus(now, e));
+        incident.last_update_at = Some(now);
+        incident.update_due_at = None;
     }
 }
 
-fn ack_in_place(
-    incident: &mut Incident,
-    actor: &Actor,
-    now: Timestamp,
-    cfg: &ResponseConfig,
-) -> TimelineEvent {
+fn ack_in_place(incident: &mut Incident, actor: &Actor, now: Timestamp) -> TimelineEvent {
     let after_ms = millis_between(incident.opened_at, now);
     let within = incident.ack_due_at.is_none_or(|due| now <= due);
     incident.acked_at = Some(now);
     incident.acked_by = Some(actor.who.clone());
     incident.escalation_due_at = None;
-    updated(incident, now, cfg);
+    updated(incident, now);
     TimelineEvent::new(
         now,
         EventType::Acknowledged,
@@ -153,7 +151,6 @@ pub fn acknowledge(
     incident: &Incident,
     actor: &Actor,
     now: Timestamp,
-    cfg: &ResponseConfig,
 ) -> Result<Mutation, Refusal> {
     if !incident.is_open() {
         return Err(Refusal::Conflict(format!(
@@ -168,7 +165,7 @@ pub fn acknowledge(
         )));
     }
     let mut next = incident.clone();
-    let event = ack_in_place(&mut next, actor, now, cfg);
+    let event = ack_in_place(&mut next, actor, now);
     Ok(Mutation {
         incident: next,
         events: vec![event],
@@ -182,7 +179,6 @@ pub fn transition(
     reason: Option<&str>,
     actor: &Actor,
     now: Timestamp,
-    cfg: &ResponseConfig,
 ) -> Result<Mutation, Refusal> {
     let reason = reason
         .map(|r| text("a reason", r, MAX_REASON))
@@ -206,7 +202,7 @@ pub fn transition(
     let mut next = incident.clone();
     let mut events = Vec::new();
     if next.is_open() && next.acked_at.is_none() {
-        events.push(ack_in_place(&mut next, actor, now, cfg));
+        events.push(ack_in_place(&mut next, actor, now));
     }
     let mut note = String::new();
     match to {
@@ -227,7 +223,7 @@ pub fn transition(
         }
         _ => next.status = to,
     }
-    updated(&mut next, now, cfg);
+    updated(&mut next, now);
     let why = reason
         .as_deref()
         .map(|r| format!(": {r}"))
@@ -276,7 +272,7 @@ pub fn change_severity(
     }
     let mut next = incident.clone();
     set_severity(&mut next, to, cfg);
-    updated(&mut next, now, cfg);
+    updated(&mut next, now);
     let word = if to.worse_than(from) {
         "raised"
     } else {
@@ -307,7 +303,6 @@ pub fn set_role(
     holder: Option<&str>,
     actor: &Actor,
     now: Timestamp,
-    cfg: &ResponseConfig,
 ) -> Result<Mutation, Refusal> {
     if incident.status == Status::Reviewed {
         return Err(Refusal::Conflict(format!(
@@ -359,7 +354,7 @@ pub fn set_role(
         Some(h) => next.roles.insert(role, h.clone()),
         None => next.roles.remove(&role),
     };
-    updated(&mut next, now, cfg);
+    updated(&mut next, now);
     Ok(Mutation {
         incident: next,
         events: vec![TimelineEvent::new(
@@ -383,11 +378,10 @@ pub fn note(
     text_: &str,
     actor: &Actor,
     now: Timestamp,
-    cfg: &ResponseConfig,
 ) -> Result<Mutation, Refusal> {
     let body = text("a note", text_, MAX_NOTE)?;
     let mut next = incident.clone();
-    updated(&mut next, now, cfg);
+    updated(&mut next, now);
     Ok(Mutation {
         incident: next,
         events: vec![TimelineEvent::new(
@@ -407,7 +401,6 @@ pub fn action(
     runbook_run: Option<&str>,
     actor: &Actor,
     now: Timestamp,
-    cfg: &ResponseConfig,
 ) -> Result<Mutation, Refusal> {
     let body = text("an action", text_, MAX_NOTE)?;
     if let Some(run) = runbook_run {
@@ -424,7 +417,7 @@ pub fn action(
         }
     }
     let mut next = incident.clone();
-    updated(&mut next, now, cfg);
+    updated(&mut next, now);
     let link = runbook_run
         .map(|r| format!(" (runbook run {r})"))
         .unwrap_or_default();
@@ -514,10 +507,7 @@ mod tests {
                 std::slice::from_ref(&one),
                 &Assessment::default(),
                 clock.now(),
-                &ResponseConfig {
-                    escalation: vec![],
-                    ..Default::default()
-                },
+                &cfg,
                 &[],
             );
             assert!(changes.is_empty(), "{changes:?}");
@@ -529,7 +519,7 @@ mod tests {
         let clock = ManualClock::at_epoch_2026();
         let cfg = ResponseConfig::default();
         let inc = declared(&clock, &cfg);
-        let refused = |inc: &Incident, to| transition(inc, to, None, &alice(), clock.now(), &cfg);
+        let refused = |inc: &Incident, to| transition(inc, to, None, &alice(), clock.now());
         assert!(
             matches!(refused(&inc, Status::Reviewed), Err(Refusal::Conflict(m)) if m.contains("resolve it first"))
         );
@@ -539,15 +529,7 @@ mod tests {
         ));
 
         clock.advance(Duration::from_secs(120));
-        let m = transition(
-            &inc,
-            Status::Triage,
-            Some("looking"),
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap();
+        let m = transition(&inc, Status::Triage, Some("looking"), &alice(), clock.now()).unwrap();
         assert_eq!(
             m.events
                 .iter()
@@ -559,10 +541,10 @@ mod tests {
         assert_eq!(m.events[1].data["reason"], "looking");
         let inc = m.incident;
         assert_eq!(inc.escalation_due_at, None, "pages stop");
+        assert_eq!(inc.last_update_at, Some(clock.now()));
         assert_eq!(
-            inc.update_due_at,
-            Some(plus(clock.now(), Duration::from_secs(3600))),
-            "P3: hourly updates"
+            inc.update_due_at, None,
+            "derived by the engine, with its config"
         );
         assert!(matches!(
             refused(&inc, Status::Triage),
@@ -575,7 +557,7 @@ mod tests {
             Status::Investigating,
             Status::Monitoring,
         ] {
-            inc = transition(&inc, to, None, &alice(), clock.now(), &cfg)
+            inc = transition(&inc, to, None, &alice(), clock.now())
                 .unwrap()
                 .incident;
             assert_eq!(inc.status, to);
@@ -585,7 +567,7 @@ mod tests {
             Some(clock.now()),
             "a declared incident's window starts"
         );
-        let resolved = transition(&inc, Status::Resolved, None, &alice(), clock.now(), &cfg)
+        let resolved = transition(&inc, Status::Resolved, None, &alice(), clock.now())
             .unwrap()
             .incident;
         assert_eq!(resolved.resolved_at, Some(clock.now()));
@@ -593,16 +575,9 @@ mod tests {
         assert!(
             matches!(refused(&resolved, Status::Investigating), Err(Refusal::Conflict(m)) if m.contains("does not reopen"))
         );
-        let reviewed = transition(
-            &resolved,
-            Status::Reviewed,
-            None,
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap()
-        .incident;
+        let reviewed = transition(&resolved, Status::Reviewed, None, &alice(), clock.now())
+            .unwrap()
+            .incident;
         for to in Status::ALL {
             assert!(refused(&reviewed, to).is_err(), "reviewed → {to}");
         }
@@ -612,7 +587,6 @@ mod tests {
             None,
             &alice(),
             clock.now(),
-            &cfg,
         )
         .unwrap()
         .incident;
@@ -627,25 +601,18 @@ mod tests {
         let cfg = ResponseConfig::default();
         let inc = declared(&clock, &cfg);
         clock.advance(Duration::from_secs(3 * 3600));
-        let m = acknowledge(&inc, &alice(), clock.now(), &cfg).unwrap();
+        let m = acknowledge(&inc, &alice(), clock.now()).unwrap();
         assert_eq!(m.events[0].data["within_target"], false, "P3: 2 h target");
         assert_eq!(m.events[0].data["after_ms"], 3 * 3600 * 1000);
         assert!(matches!(
-            acknowledge(&m.incident, &alice(), clock.now(), &cfg),
+            acknowledge(&m.incident, &alice(), clock.now()),
             Err(Refusal::Unchanged(_))
         ));
-        let resolved = transition(
-            &m.incident,
-            Status::Resolved,
-            None,
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap()
-        .incident;
+        let resolved = transition(&m.incident, Status::Resolved, None, &alice(), clock.now())
+            .unwrap()
+            .incident;
         assert!(matches!(
-            acknowledge(&resolved, &alice(), clock.now(), &cfg),
+            acknowledge(&resolved, &alice(), clock.now()),
             Err(Refusal::Conflict(_))
         ));
     }
@@ -675,7 +642,7 @@ mod tests {
         assert_eq!(m.incident.severity, Severity::P1);
         assert_eq!(
             m.incident.ack_due_at,
-            Some(plus(inc.opened_at, Duration::from_secs(900)))
+            Some(crate::oncall::plus(inc.opened_at, Duration::from_secs(900)))
         );
         assert_eq!(m.events[0].event_type, "severity_changed");
         assert_eq!(m.events[0].data["reason"], "validators affected");
@@ -687,60 +654,22 @@ mod tests {
         let clock = ManualClock::at_epoch_2026();
         let cfg = ResponseConfig::default();
         let inc = declared(&clock, &cfg);
-        let m = set_role(
-            &inc,
-            ResponseRole::IC,
-            Some("bob"),
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap();
+        let m = set_role(&inc, ResponseRole::IC, Some("bob"), &alice(), clock.now()).unwrap();
         assert_eq!(m.events[0].event_type, "role_assigned");
         let inc = m.incident;
         assert!(matches!(
-            set_role(
-                &inc,
-                ResponseRole::IC,
-                Some("bob"),
-                &alice(),
-                clock.now(),
-                &cfg
-            ),
+            set_role(&inc, ResponseRole::IC, Some("bob"), &alice(), clock.now()),
             Err(Refusal::Unchanged(_))
         ));
-        let m = set_role(
-            &inc,
-            ResponseRole::IC,
-            Some("carol"),
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap();
+        let m = set_role(&inc, ResponseRole::IC, Some("carol"), &alice(), clock.now()).unwrap();
         assert_eq!(m.events[0].event_type, "role_handed_over");
         assert_eq!(m.events[0].data["previous"], "bob");
         assert_eq!(roles_line(&m.incident.roles), "IC carol");
-        let m = set_role(
-            &m.incident,
-            ResponseRole::IC,
-            None,
-            &alice(),
-            clock.now(),
-            &cfg,
-        )
-        .unwrap();
+        let m = set_role(&m.incident, ResponseRole::IC, None, &alice(), clock.now()).unwrap();
         assert_eq!(m.events[0].event_type, "role_released");
         assert!(m.incident.roles.is_empty());
         assert!(matches!(
-            set_role(
-                &m.incident,
-                ResponseRole::TL,
-                None,
-                &alice(),
-                clock.now(),
-                &cfg
-            ),
+            set_role(&m.incident, ResponseRole::TL, None, &alice(), clock.now()),
             Err(Refusal::Unchanged(_))
         ));
         assert!(matches!(
@@ -749,8 +678,7 @@ mod tests {
                 ResponseRole::TL,
                 Some("a\u{7}b"),
                 &alice(),
-                clock.now(),
-                &cfg
+                clock.now()
             ),
             Err(Refusal::Invalid(_))
         ));
@@ -760,7 +688,7 @@ mod tests {
     fn notes_and_actions_move_the_update_deadline() {
         let clock = ManualClock::at_epoch_2026();
         let cfg = ResponseConfig::default();
-        let inc = acknowledge(&declared(&clock, &cfg), &alice(), clock.now(), &cfg)
+        let inc = acknowledge(&declared(&clock, &cfg), &alice(), clock.now())
             .unwrap()
             .incident;
         clock.advance(Duration::from_secs(600));
@@ -770,18 +698,14 @@ mod tests {
             Some("run-42"),
             &alice(),
             clock.now(),
-            &cfg,
         )
         .unwrap();
-        assert_eq!(
-            m.incident.update_due_at,
-            Some(plus(clock.now(), Duration::from_secs(3600)))
-        );
+        assert_eq!(m.incident.last_update_at, Some(clock.now()));
         assert_eq!(m.events[0].data["runbook_run"], "run-42");
-        assert!(action(&inc, "x", Some("bad id!"), &alice(), clock.now(), &cfg).is_err());
-        assert!(note(&inc, "", &alice(), clock.now(), &cfg).is_err());
-        assert!(note(&inc, &"x".repeat(MAX_NOTE + 1), &alice(), clock.now(), &cfg).is_err());
-        let n = note(&inc, "disk full on rpc-1", &alice(), clock.now(), &cfg).unwrap();
+        assert!(action(&inc, "x", Some("bad id!"), &alice(), clock.now()).is_err());
+        assert!(note(&inc, "", &alice(), clock.now()).is_err());
+        assert!(note(&inc, &"x".repeat(MAX_NOTE + 1), &alice(), clock.now()).is_err());
+        let n = note(&inc, "disk full on rpc-1", &alice(), clock.now()).unwrap();
         assert_eq!(n.events[0].data["text"], "disk full on rpc-1");
     }
 }

@@ -577,7 +577,7 @@ async fn acknowledge_incident(
         &actor,
         "acknowledge",
         json!({}),
-        respond::acknowledge,
+        |i, a, now, _| respond::acknowledge(i, a, now),
     )
     .await?;
     Ok(Json(match outcome {
@@ -630,9 +630,9 @@ async fn add_note(
         &actor,
         action,
         detail,
-        |i, a, now, cfg| match b.kind {
-            NoteKind::Note => respond::note(i, &b.text, a, now, cfg),
-            NoteKind::Action => respond::action(i, &b.text, b.runbook_run.as_deref(), a, now, cfg),
+        |i, a, now, _| match b.kind {
+            NoteKind::Note => respond::note(i, &b.text, a, now),
+            NoteKind::Action => respond::action(i, &b.text, b.runbook_run.as_deref(), a, now),
         },
     )
     .await?;
@@ -688,8 +688,8 @@ async fn set_role(
         ApiError::bad_request("holder is needed: who takes the role, or null to release it")
     })?;
     let detail = json!({"role": role, "holder": holder});
-    let outcome = act(&state, &id, &actor, "role", detail, |i, a, now, cfg| {
-        respond::set_role(i, role, holder.as_deref(), a, now, cfg)
+    let outcome = act(&state, &id, &actor, "role", detail, |i, a, now, _| {
+        respond::set_role(i, role, holder.as_deref(), a, now)
     })
     .await?;
     Ok(outcome.into_json())
@@ -719,14 +719,9 @@ async fn transition(
     let (actor, b): (_, TransitionBody) = person_request(&state.auth, req, "transition").await?;
     let to: Status = b.to.parse().map_err(ApiError::bad_request)?;
     let detail = json!({"to": to, "reason": b.reason});
-    let outcome = act(
-        &state,
-        &id,
-        &actor,
-        "transition",
-        detail,
-        |i, a, now, cfg| respond::transition(i, to, b.reason.as_deref(), a, now, cfg),
-    )
+    let outcome = act(&state, &id, &actor, "transition", detail, |i, a, now, _| {
+        respond::transition(i, to, b.reason.as_deref(), a, now)
+    })
     .await?;
     Ok(outcome.into_json())
 }

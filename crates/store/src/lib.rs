@@ -767,7 +767,7 @@ async fn insert_event(
 }
 
 /// The columns every write of an incident sets, in the order [`bind_incident`] binds them.
-const INCIDENT_COLUMNS: [&str; 18] = [
+const INCIDENT_COLUMNS: [&str; 19] = [
     "severity",
     "status",
     "nodes",
@@ -785,6 +785,7 @@ const INCIDENT_COLUMNS: [&str; 18] = [
     "escalation_policy",
     "escalation_step",
     "escalation_due_at",
+    "last_update_at",
     "update_due_at",
 ];
 
@@ -809,6 +810,7 @@ fn bind_incident<'q>(q: AnyQuery<'q>, i: &'q Incident) -> AnyQuery<'q> {
         .bind(i.escalation_policy.as_deref())
         .bind(i.escalation_step as i64)
         .bind(ms(i.escalation_due_at))
+        .bind(ms(i.last_update_at))
         .bind(ms(i.update_due_at))
 }
 
@@ -982,6 +984,7 @@ fn incident_from_row(r: &AnyRow) -> Result<Incident> {
         escalation_policy: r.try_get("escalation_policy")?,
         escalation_step: r.try_get::<i64, _>("escalation_step")? as u32,
         escalation_due_at: opt_ts(r, "escalation_due_at")?,
+        last_update_at: opt_ts(r, "last_update_at")?,
         update_due_at: opt_ts(r, "update_due_at")?,
     })
 }

@@ -337,7 +337,6 @@ async fn people_mutate_with_audit_records_and_deadlines_fire_once() {
 
 async fn people_and_deadlines(url: &str) {
     let store = Store::open(url).await.unwrap();
-    let cfg = response();
     let clock = ManualClock::at_epoch_2026();
     let t0 = clock.now();
     let min = |m: i64| t0 + jiff::SignedDuration::from_mins(m);
@@ -375,13 +374,12 @@ async fn people_and_deadlines(url: &str) {
     let ack = |id| {
         let store = store.clone();
         let alice = alice.clone();
-        let cfg = cfg.clone();
         async move {
             store
                 .mutate(
                     id,
                     &Audit::new(&alice, "acknowledge", serde_json::json!({})),
-                    |i| respond::acknowledge(i, &alice, min(10), &cfg),
+                    |i| respond::acknowledge(i, &alice, min(10)),
                 )
                 .await
         }
@@ -398,7 +396,7 @@ async fn people_and_deadlines(url: &str) {
     ));
 
     // a write computed from an older version is refused
-    let stale = respond::note(&b, "late", &alice, min(10), &cfg).unwrap();
+    let stale = respond::note(&b, "late", &alice, min(10)).unwrap();
     assert!(matches!(
         store.apply(&Change::Update(stale)).await,
         Err(StoreError::Conflict(id)) if id == b.id
@@ -439,7 +437,6 @@ async fn people_and_deadlines(url: &str) {
                     Some("bob"),
                     &alice,
                     min(21),
-                    &cfg,
                 )
             },
         )
@@ -451,16 +448,7 @@ async fn people_and_deadlines(url: &str) {
         .mutate(
             a.id,
             &Audit::new(&alice, "transition", serde_json::json!({})),
-            |i| {
-                respond::transition(
-                    i,
-                    Status::Mitigating,
-                    Some("restarting"),
-                    &alice,
-                    min(22),
-                    &cfg,
-                )
-            },
+            |i| respond::transition(i, Status::Mitigating, Some("restarting"), &alice, min(22)),
         )
         .await
         .unwrap()
@@ -470,7 +458,7 @@ async fn people_and_deadlines(url: &str) {
         .mutate(
             a.id,
             &Audit::new(&alice, "transition", serde_json::json!({})),
-            |i| respond::transition(i, Status::Reviewed, None, &alice, min(22), &cfg),
+            |i| respond::transition(i, Status::Reviewed, None, &alice, min(22)),
         )
         .await
         .unwrap();

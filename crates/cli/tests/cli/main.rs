@@ -204,8 +204,9 @@ fn nodes_toml(sim: &Sim, validators: u16, rpc: u16) -> String {
     out
 }
 
-/// A fast `neo-ir.toml` in `dir` for the simulated network: 100 ms probes, 1 s lease and
-/// stability window, and one escalation policy paging `level-N` at each of `steps` seconds.
+/// A fast `neo-ir.toml` in `dir` for the simulated network: 100 ms probes, 1 s lease,
+/// stability window and update reminders, and one escalation policy paging `level-N` at
+/// each of `steps` seconds.
 fn fast_config(
     dir: &tempfile::TempDir,
     sim: &Sim,
@@ -226,6 +227,7 @@ fn fast_config(
              [detect]\nclear_for = \"300ms\"\n\
              [store]\nurl = \"{store}\"\nlease = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
              [response]\nstability_window = \"1s\"\n\
+             update_every = {{ P1 = \"1s\", P2 = \"1s\", P3 = \"1s\" }}\n\
              [[escalation]]\nname = \"fast\"\nsteps = [{}]\n",
             nodes_toml(sim, validators, rpc),
             steps.join(", ")

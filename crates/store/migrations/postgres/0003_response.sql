@@ -14,6 +14,7 @@ ALTER TABLE incidents ADD COLUMN roles TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE incidents ADD COLUMN escalation_policy TEXT;
 ALTER TABLE incidents ADD COLUMN escalation_step BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE incidents ADD COLUMN escalation_due_at BIGINT;
+ALTER TABLE incidents ADD COLUMN last_update_at BIGINT;
 ALTER TABLE incidents ADD COLUMN update_due_at BIGINT;
 
 -- Open means not resolved: `resolved_at` is set for resolved and reviewed incidents alike.
