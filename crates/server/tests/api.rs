@@ -372,13 +372,19 @@ async fn declaring_needs_a_write_token_and_is_audited() {
         &open,
         &Assessment::default(),
         Timestamp::now(),
-        &ResponseConfig {
-            escalation: vec![],
-            ..response()
-        },
+        &response(),
         &[],
     );
-    assert!(changes.is_empty(), "{changes:?}");
+    // nothing is recorded (the next reminder is an hour away) and nothing resolves it;
+    // the watcher only derives the update deadline from the acknowledgement
+    for c in &changes {
+        assert!(c.events().is_empty(), "{c:?}");
+        let neo_ir_core::incident::Change::Update(m) = c else {
+            panic!("{c:?}")
+        };
+        assert!(m.incident.is_open());
+        assert!(m.incident.update_due_at.is_some());
+    }
 
     // bad declarations are clear errors and store nothing
     for bad in [
