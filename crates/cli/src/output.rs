@@ -90,7 +90,8 @@ pub fn incident_detail(i: &Incident, timeline: &[TimelineEvent]) -> String {
             } else {
                 ""
             };
-            let _ = writeln!(out, "Acked:    not yet (due {}{missed})", local(due));
+            let when = if i.is_open() { "not yet" } else { "never" };
+            let _ = writeln!(out, "Acked:    {when} (due {}{missed})", local(due));
         }
         (None, _, None) => {}
     }

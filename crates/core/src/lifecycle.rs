@@ -341,20 +341,23 @@ pub fn due(
         };
         let recipient = cfg.recipient(&step.notify, now);
         let silence = silences.iter().find(|s| s.covers(incident, now));
+        // "alice (primary)" when a schedule named the person, else just the recipient
+        let whom = if recipient == step.notify {
+            recipient.clone()
+        } else {
+            format!("{recipient} ({})", step.notify)
+        };
         let message = match silence {
             None => format!(
-                "escalation step {} of {}: paging {} ({}), unacknowledged after {}",
+                "escalation step {} of {}: paging {whom}, unacknowledged after {}",
                 index + 1,
                 policy.steps.len(),
-                recipient,
-                step.notify,
                 human_ms(millis_between(incident.opened_at, due_at))
             ),
             Some(s) => format!(
-                "escalation step {} of {}: {} not paged, silenced by #{} until {} ({})",
+                "escalation step {} of {}: {whom} not paged, silenced by #{} until {} ({})",
                 index + 1,
                 policy.steps.len(),
-                recipient,
                 s.id,
                 s.ends_at,
                 s.reason
