@@ -179,6 +179,23 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
+    /// Post a public status update (the playbook's INCIDENT UPDATE): it goes to the
+    /// incident's channels, unlike a note.
+    ///
+    /// Example: neo-ir update 12 "rpc-2 restarted from a snapshot; syncing, 40 blocks behind"
+    Update {
+        /// The incident id.
+        id: i64,
+        /// The update.
+        text: String,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Notification channels.
+    Notify {
+        #[command(subcommand)]
+        action: NotifyAction,
+    },
     /// Maintenance windows: silence a node or an incident kind for a time.
     Silence {
         #[command(subcommand)]
@@ -218,6 +235,19 @@ enum Command {
         json: bool,
         #[command(flatten)]
         store: run::StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotifyAction {
+    /// Send a test message to one channel now, with its templates (drills test the
+    /// channels). PagerDuty gets a trigger for `neo-ir-incident-0`.
+    Test {
+        /// The channel's name in [[notify.channels]].
+        #[arg(long)]
+        channel: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -299,6 +329,10 @@ fn main() -> ExitCode {
                 store,
             } => people::severity(id, &severity, &reason, store).await,
             Command::Silence { action } => people::silence(action).await,
+            Command::Update { id, text, store } => people::update(id, &text, store).await,
+            Command::Notify {
+                action: NotifyAction::Test { channel, config },
+            } => people::notify_test(&channel, config).await,
             Command::Audit { limit, json, store } => people::audit(limit, json, store).await,
             Command::Declare {
                 severity,

@@ -118,6 +118,18 @@ pub async fn note(
     .await
 }
 
+/// `neo-ir update ID TEXT`: a public status update (goes to the incident's channels).
+pub async fn update(id: i64, text: &str, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    act(
+        id,
+        args,
+        "status_update",
+        json!({"text": text}),
+        |i, a, now, _| respond::status_update(i, text, a, now),
+    )
+    .await
+}
+
 /// `neo-ir assign ID ROLE WHO` or `neo-ir assign ID ROLE --release`.
 pub async fn assign(
     id: i64,
@@ -381,6 +393,63 @@ fn describe(s: &neo_ir_core::oncall::Silence) -> String {
         (Some(n), None) => format!("every incident on {n}"),
         (None, Some(k)) => format!("every {k} incident"),
         (None, None) => "every incident".into(),
+    }
+}
+
+/// `neo-ir notify test --channel NAME`: render a test message with the channel's templates
+/// and send it now (playbook drills test the channels), outside the outbox.
+pub async fn notify_test(
+    channel: &str,
+    config: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use neo_ir_core::incident::{EventType, Finding, TimelineEvent};
+    use neo_ir_core::notify::{MessageKind, Notification};
+    let (path, cfg) = crate::run::load_config(config)?;
+    let outlets = neo_ir_watch::dispatch::Outlets::build(&cfg.notify)?;
+    let now = jiff::Timestamp::now();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "this host".into());
+    let finding = Finding {
+        key: "test".into(),
+        kind: IncidentKind::NodeDown,
+        severity: Severity::P4,
+        nodes: vec![],
+        summary: format!("test message from neo-ir on {host}: channel {channel} works"),
+        evidence: json!({"test": true}),
+    };
+    let mut incident = neo_ir_core::lifecycle::open(
+        &finding,
+        now,
+        &neo_ir_core::oncall::ResponseConfig::default(),
+    );
+    incident.id = 0;
+    let event = TimelineEvent::new(now, EventType::Opened, finding.summary.clone(), json!({}));
+    let n = Notification {
+        kind: MessageKind::Alert,
+        channel: channel.to_string(),
+        incident,
+        event,
+        event_id: 0,
+        idempotency_key: format!("neo-ir-test-{}", now.as_millisecond()),
+        network: None,
+        link: cfg.notify.public_url.clone(),
+    };
+    match outlets.send_now(channel, &n).await {
+        Ok(d) => {
+            println!(
+                "test message sent to {channel} ({} of {}): {} {}",
+                cfg.notify.channel(channel).map_or("?", |c| c.kind.as_str()),
+                path.display(),
+                d.status,
+                d.detail
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: channel {channel}: {e}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

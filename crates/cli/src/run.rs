@@ -65,7 +65,7 @@ fn find_config() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn load_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Config)> {
+pub fn load_config(path: Option<PathBuf>) -> anyhow::Result<(PathBuf, Config)> {
     let path = match path.or_else(find_config) {
         Some(p) => p,
         None => {

@@ -28,6 +28,8 @@ pub struct Config {
     pub server: ServerSettings,
     /// Phases, escalation, schedules, reminders (`[response]`, `[[escalation]]`, `[[schedule]]`).
     pub response: crate::oncall::ResponseConfig,
+    /// Channels and routes of messages (`[notify]`).
+    pub notify: crate::notify::NotifySettings,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
                 ..ServerSettings::default()
             },
             response: crate::oncall::ResponseConfig::default(),
+            notify: crate::notify::NotifySettings::default(),
         }
     }
 }
@@ -226,6 +229,55 @@ struct RawConfig {
     escalation: Vec<RawPolicy>,
     #[serde(default)]
     schedule: Vec<RawSchedule>,
+    #[serde(default)]
+    notify: RawNotify,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    public_url: Option<String>,
+    templates: Option<PathBuf>,
+    max_attempts: Option<u32>,
+    give_up_after: Option<String>,
+    #[serde(default)]
+    channels: Vec<RawChannel>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    url: Option<String>,
+    secret_env: Option<String>,
+    secret_file: Option<PathBuf>,
+    chat_id: Option<String>,
+    timeout: Option<String>,
+    per_minute: Option<u32>,
+    templates: Option<PathBuf>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    tls: Option<crate::notify::EmailTls>,
+    username: Option<String>,
+    from: Option<String>,
+    #[serde(default)]
+    to: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    #[serde(default)]
+    severities: Vec<String>,
+    #[serde(default)]
+    kinds: Vec<String>,
+    channels: Vec<String>,
+    #[serde(default)]
+    fallback: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -611,6 +663,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     }
 
     let response = response(&located, raw.response, raw.escalation, raw.schedule)?;
+    let notify = notify(&located, raw.notify)?;
     Ok(Config {
         nodes,
         probe,
@@ -618,7 +671,194 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         store,
         server,
         response,
+        notify,
     })
+}
+
+/// `[notify]`, `[[notify.channels]]`, `[[notify.routes]]`.
+fn notify(
+    located: &Locator<'_>,
+    raw: RawNotify,
+) -> Result<crate::notify::NotifySettings, ConfigError> {
+    use crate::notify::{
+        ChannelConfig, ChannelKind, EmailSettings, EmailTls, NotifySettings, Route,
+    };
+    let mut out = NotifySettings::default();
+    if let Some(u) = &raw.public_url {
+        check_url(u).map_err(|m| {
+            located.error(
+                located.key_in_table("notify", "public_url"),
+                "notify.public_url",
+                &m,
+            )
+        })?;
+        out.public_url = Some(u.trim_end_matches('/').to_string());
+    }
+    out.templates = raw.templates;
+    if let Some(n) = raw.max_attempts {
+        if n == 0 {
+            return Err(located.error(
+                located.key_in_table("notify", "max_attempts"),
+                "notify.max_attempts",
+                "must be at least 1",
+            ));
+        }
+        out.max_attempts = n;
+    }
+    if let Some(s) = &raw.give_up_after {
+        out.give_up_after = located.duration("notify", "give_up_after", s)?;
+    }
+    for (i, c) in raw.channels.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("notify.channels", i, key);
+        let key = |k: &str| format!("notify.channels[{i}].{k}");
+        if c.name.trim().is_empty() || out.channels.iter().any(|o| o.name == c.name) {
+            return Err(located.error(
+                at("name"),
+                &key("name"),
+                "needs a name of its own (routes name channels by it)",
+            ));
+        }
+        let kind: ChannelKind = c
+            .kind
+            .parse()
+            .map_err(|e: String| located.error(at("type"), &key("type"), &e))?;
+        let secret = match (c.secret_env, c.secret_file) {
+            (Some(e), None) if !e.is_empty() => Some(SecretSource::Env(e)),
+            (None, Some(f)) => Some(SecretSource::File(f)),
+            (None, None) => None,
+            _ => {
+                return Err(located.error(
+                    at("secret_env"),
+                    &key("secret_env"),
+                    "set one of `secret_env` or `secret_file`, not both",
+                ))
+            }
+        };
+        if let Some(u) = &c.url {
+            check_url(u).map_err(|m| located.error(at("url"), &key("url"), &m))?;
+        }
+        let need = |ok: bool, what: &str, k: &str| -> Result<(), ConfigError> {
+            if ok {
+                Ok(())
+            } else {
+                Err(located.error(
+                    at("type"),
+                    &key(k),
+                    &format!("a {} channel needs {what}", kind.as_str()),
+                ))
+            }
+        };
+        let mut email = None;
+        match kind {
+            ChannelKind::Webhook => need(c.url.is_some(), "`url`", "url")?,
+            ChannelKind::Slack | ChannelKind::Discord | ChannelKind::Teams => need(
+                secret.is_some(),
+                "its webhook URL as `secret_env` or `secret_file` (the URL is the credential)",
+                "secret_env",
+            )?,
+            ChannelKind::Telegram => {
+                need(
+                    secret.is_some(),
+                    "the bot token as `secret_env` or `secret_file`",
+                    "secret_env",
+                )?;
+                need(c.chat_id.is_some(), "`chat_id`", "chat_id")?;
+            }
+            ChannelKind::PagerDuty => need(
+                secret.is_some(),
+                "the routing key as `secret_env` or `secret_file`",
+                "secret_env",
+            )?,
+            ChannelKind::Email => {
+                need(c.smtp_host.is_some(), "`smtp_host`", "smtp_host")?;
+                need(c.from.is_some(), "`from`", "from")?;
+                need(!c.to.is_empty(), "at least one address in `to`", "to")?;
+                need(
+                    c.username.is_none() || secret.is_some(),
+                    "the SMTP password as `secret_env` or `secret_file` when `username` is set",
+                    "secret_env",
+                )?;
+                let tls = c.tls.unwrap_or(EmailTls::Starttls);
+                email = Some(EmailSettings {
+                    smtp_host: c.smtp_host.clone().unwrap_or_default(),
+                    smtp_port: c.smtp_port.unwrap_or(match tls {
+                        EmailTls::Starttls => 587,
+                        EmailTls::Tls => 465,
+                        EmailTls::None => 25,
+                    }),
+                    tls,
+                    username: c.username.clone(),
+                    from: c.from.clone().unwrap_or_default(),
+                    to: c.to.clone(),
+                });
+            }
+        }
+        let timeout = match &c.timeout {
+            Some(t) => located.duration("notify.channels", "timeout", t)?,
+            None => Duration::from_secs(10),
+        };
+        let per_minute = c.per_minute.unwrap_or(30);
+        if per_minute == 0 {
+            return Err(located.error(at("per_minute"), &key("per_minute"), "must be at least 1"));
+        }
+        out.channels.push(ChannelConfig {
+            name: c.name,
+            kind,
+            url: c.url,
+            secret,
+            chat_id: c.chat_id,
+            email,
+            timeout,
+            per_minute,
+            templates: c.templates,
+        });
+    }
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("notify.routes", i, key);
+        let key = |k: &str| format!("notify.routes[{i}].{k}");
+        let severities = r
+            .severities
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e: String| located.error(at("severities"), &key("severities"), &e))?;
+        let kinds = r
+            .kinds
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e: String| located.error(at("kinds"), &key("kinds"), &e))?;
+        if r.channels.is_empty() {
+            return Err(located.error(
+                at("channels"),
+                &key("channels"),
+                "needs at least one channel",
+            ));
+        }
+        for (field, names) in [("channels", &r.channels), ("fallback", &r.fallback)] {
+            if let Some(unknown) = names.iter().find(|n| out.channel(n).is_none()) {
+                return Err(located.error(
+                    at(field),
+                    &key(field),
+                    &format!("no [[notify.channels]] is named {unknown:?}"),
+                ));
+            }
+        }
+        out.routes.push(Route {
+            severities,
+            kinds,
+            channels: r.channels,
+            fallback: r.fallback,
+        });
+    }
+    if !out.channels.is_empty() && out.routes.is_empty() {
+        return Err(located.error(
+            located.key_in_table("notify", "channels"),
+            "notify.routes",
+            "channels are configured but no [[notify.routes]] sends anything to them",
+        ));
+    }
+    Ok(out)
 }
 
 /// `[response]`, `[[escalation]]` and `[[schedule]]`. Without any `[[escalation]]` the
@@ -1228,5 +1468,71 @@ steps = [{{ after = "0m", notify = "primary" }}, {{ after = "10m", notify = "tea
         let twice = format!("{text}\n[[escalation]]\nname = \"again\"\nseverities = [\"P2\"]\nsteps = [{{ after = \"0m\", notify = \"x\" }}]\n");
         let e = err(&twice);
         assert!(e.message.contains("P2 is already escalated"), "{e}");
+    }
+
+    #[test]
+    fn notify_channels_and_routes() {
+        let node = "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n";
+        let text = format!(
+            r#"{node}
+[notify]
+public_url = "https://status.example.org/"
+give_up_after = "5m"
+
+[[notify.channels]]
+name = "pd"
+type = "pagerduty"
+secret_env = "PD_KEY"
+
+[[notify.channels]]
+name = "slack"
+type = "slack"
+secret_file = "/etc/neo-ir/slack-url"
+per_minute = 10
+
+[[notify.channels]]
+name = "mail"
+type = "email"
+smtp_host = "smtp.example.org"
+tls = "tls"
+from = "neo-ir@example.org"
+to = ["oncall@example.org"]
+
+[[notify.routes]]
+severities = ["P1"]
+channels = ["pd", "slack"]
+fallback = ["mail"]
+
+[[notify.routes]]
+channels = ["slack"]
+"#
+        );
+        let c = parse(&text, Path::new("neo-ir.toml")).unwrap();
+        let n = &c.notify;
+        assert_eq!(n.public_url.as_deref(), Some("https://status.example.org"));
+        assert_eq!(n.give_up_after, Duration::from_secs(300));
+        assert_eq!(n.channels.len(), 3);
+        assert_eq!(
+            n.channel("mail").unwrap().email.as_ref().unwrap().smtp_port,
+            465
+        );
+        assert_eq!(n.channel("slack").unwrap().per_minute, 10);
+        assert_eq!(n.routes[0].fallback, ["mail"]);
+
+        let e = err(&text.replace(
+            "channels = [\"pd\", \"slack\"]",
+            "channels = [\"pd\", \"sms\"]",
+        ));
+        assert_eq!(e.key.as_deref(), Some("notify.routes[0].channels"), "{e}");
+        assert!(e.message.contains("\"sms\""), "{e}");
+        let e = err(&text.replace("type = \"slack\"", "type = \"fax\""));
+        assert_eq!(e.key.as_deref(), Some("notify.channels[1].type"), "{e}");
+        let e = err(&text.replace("secret_env = \"PD_KEY\"\n", ""));
+        assert!(e.message.contains("routing key"), "{e}");
+        let e = err(&text.replace("to = [\"oncall@example.org\"]\n", ""));
+        assert!(e.message.contains("`to`"), "{e}");
+        let cut = text.find("[[notify.routes]]").unwrap();
+        let e = err(&text[..cut]);
+        assert!(e.message.contains("no [[notify.routes]]"), "{e}");
     }
 }

@@ -368,6 +368,11 @@ pub enum EventType {
     RoleReleased,
     Note,
     Action,
+    /// A person's public progress update (the playbook's INCIDENT UPDATE).
+    StatusUpdate,
+    ReviewScheduled,
+    /// A message gave up on a channel (the reason, and the fallback it went to).
+    NotificationFailed,
     Resolved,
 }
 
@@ -390,6 +395,9 @@ impl EventType {
             EventType::RoleReleased => "role_released",
             EventType::Note => "note",
             EventType::Action => "action",
+            EventType::StatusUpdate => "status_update",
+            EventType::ReviewScheduled => "review_scheduled",
+            EventType::NotificationFailed => "notification_failed",
             EventType::Resolved => "resolved",
         }
     }

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod fork;
 pub mod incident;
 pub mod lifecycle;
+pub mod notify;
 pub mod observation;
 pub mod oncall;
 pub mod respond;

@@ -432,6 +432,34 @@ pub fn action(
     })
 }
 
+/// A person's public status update (the playbook's INCIDENT UPDATE): it goes to the
+/// incident's channels and the status page, unlike a note, which stays internal.
+pub fn status_update(
+    incident: &Incident,
+    text_: &str,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Mutation, Refusal> {
+    let body = text("a status update", text_, MAX_NOTE)?;
+    if incident.status == Status::Reviewed {
+        return Err(Refusal::Conflict(format!(
+            "incident {} is reviewed: its updates are part of the record now",
+            incident.id
+        )));
+    }
+    let mut next = incident.clone();
+    updated(&mut next, now);
+    Ok(Mutation {
+        incident: next,
+        events: vec![TimelineEvent::new(
+            now,
+            EventType::StatusUpdate,
+            format!("update by {}: {body}", actor.who),
+            json!({"by": actor.who, "from": actor.from, "text": body}),
+        )],
+    })
+}
+
 /// Roles as `IC alice, TL bob` (empty when nobody holds one).
 pub fn roles_line(roles: &BTreeMap<ResponseRole, String>) -> String {
     roles

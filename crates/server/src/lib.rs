@@ -599,6 +599,8 @@ async fn add_note(
     enum NoteKind {
         Note,
         Action,
+        /// A public status update: it goes to the incident's channels.
+        Update,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -612,13 +614,14 @@ async fn add_note(
         NoteKind::Note
     }
     let (actor, b): (_, NoteBody) = person_request(&state.auth, req, "note").await?;
-    if b.kind == NoteKind::Note && b.runbook_run.is_some() {
+    if b.kind != NoteKind::Action && b.runbook_run.is_some() {
         return Err(ApiError::bad_request(
             "runbook_run links the run behind an action: send \"kind\": \"action\"",
         ));
     }
     let (action, detail) = match b.kind {
         NoteKind::Note => ("note", json!({"text": b.text})),
+        NoteKind::Update => ("status_update", json!({"text": b.text})),
         NoteKind::Action => (
             "action",
             json!({"text": b.text, "runbook_run": b.runbook_run}),
@@ -633,6 +636,7 @@ async fn add_note(
         |i, a, now, _| match b.kind {
             NoteKind::Note => respond::note(i, &b.text, a, now),
             NoteKind::Action => respond::action(i, &b.text, b.runbook_run.as_deref(), a, now),
+            NoteKind::Update => respond::status_update(i, &b.text, a, now),
         },
     )
     .await?;

@@ -24,6 +24,7 @@ use neo_ir_core::fleet::NodeView;
 use neo_ir_core::incident::{
     Actor, Change, Incident, IncidentKind, Mutation, Severity, Status, TimelineEvent,
 };
+use neo_ir_core::notify::{MessageKind, Notification};
 use neo_ir_core::oncall::Silence;
 use neo_ir_core::respond::Refusal;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -141,6 +142,29 @@ pub struct NewSilence {
     pub starts_at: Timestamp,
     pub ends_at: Timestamp,
     pub reason: String,
+}
+
+/// One message of the outbox.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutboxMessage {
+    pub id: i64,
+    pub incident_id: i64,
+    pub event_id: i64,
+    pub channel: String,
+    pub kind: MessageKind,
+    pub idempotency_key: String,
+    pub notification: Notification,
+    /// `pending`, `sent` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// The message this one stands in for, on a fallback channel.
+    pub fallback_of: Option<i64>,
+    /// Which of the route's fallback channels comes next if this one gives up.
+    pub fallback_index: u32,
 }
 
 /// How many times a person's mutation is recomputed when the incident changed meanwhile.
@@ -741,6 +765,186 @@ impl Store {
         .collect()
     }
 
+    /// Route the timeline events not yet routed (oldest first, at most `limit`): `route`
+    /// says which messages each calls for, and they enter the outbox in the transaction
+    /// that marks the events routed, so each event is routed once whatever crashes. Fenced
+    /// on the leader's handle. Returns the messages queued.
+    pub async fn route_pending<F>(&self, limit: u32, now: Timestamp, route: F) -> Result<usize>
+    where
+        F: Fn(&Incident, &TimelineEvent, i64) -> Vec<Notification>,
+    {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(&self.sql(
+            "SELECT id, incident_id, at, type, message, data FROM timeline_events \
+             WHERE routed = 0 ORDER BY id LIMIT ?",
+        ))
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut incidents: std::collections::HashMap<i64, Incident> = Default::default();
+        let mut queued = 0;
+        let mut last = 0i64;
+        for r in &rows {
+            let event_id: i64 = r.try_get("id")?;
+            let incident_id: i64 = r.try_get("incident_id")?;
+            last = last.max(event_id);
+            let event = TimelineEvent {
+                at: ts(r.try_get("at")?)?,
+                event_type: r.try_get("type")?,
+                message: r.try_get("message")?,
+                data: json(r.try_get::<String, _>("data")?)?,
+            };
+            if let std::collections::hash_map::Entry::Vacant(slot) = incidents.entry(incident_id) {
+                let row = sqlx::query(&self.sql("SELECT * FROM incidents WHERE id = ?"))
+                    .bind(incident_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                slot.insert(incident_from_row(&row)?);
+            }
+            for n in route(&incidents[&incident_id], &event, event_id) {
+                let done = sqlx::query(&self.sql(
+                    "INSERT INTO outbox (incident_id, event_id, channel, kind, idempotency_key, \
+                     notification, status, attempts, next_attempt_at, created_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) \
+                     ON CONFLICT (idempotency_key) DO NOTHING",
+                ))
+                .bind(incident_id)
+                .bind(event_id)
+                .bind(&n.channel)
+                .bind(n.kind.as_str())
+                .bind(&n.idempotency_key)
+                .bind(serde_json::to_string(&n).expect("a notification serializes"))
+                .bind(now.as_millisecond())
+                .bind(now.as_millisecond())
+                .execute(&mut *tx)
+                .await?;
+                queued += done.rows_affected() as usize;
+            }
+        }
+        sqlx::query(
+            &self.sql("UPDATE timeline_events SET routed = 1 WHERE routed = 0 AND id <= ?"),
+        )
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(queued)
+    }
+
+    /// Messages still to send, oldest first (at most `limit`).
+    pub async fn pending_messages(&self, limit: u32) -> Result<Vec<OutboxMessage>> {
+        sqlx::query(&self.sql("SELECT * FROM outbox WHERE status = 'pending' ORDER BY id LIMIT ?"))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    /// Every message of one incident, in order (the API and tests).
+    pub async fn messages(&self, incident_id: i64) -> Result<Vec<OutboxMessage>> {
+        sqlx::query(&self.sql("SELECT * FROM outbox WHERE incident_id = ? ORDER BY id"))
+            .bind(incident_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(message_from_row)
+            .collect()
+    }
+
+    /// A message was delivered (fenced).
+    pub async fn message_sent(&self, id: i64, attempts: u32, at: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(&self.sql(
+            "UPDATE outbox SET status = 'sent', sent_at = ?, attempts = ?, last_error = NULL \
+             WHERE id = ? AND status = 'pending'",
+        ))
+        .bind(at.as_millisecond())
+        .bind(attempts as i64)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A send failed in a way worth retrying: try again at `next` (fenced).
+    pub async fn message_retry(
+        &self,
+        id: i64,
+        attempts: u32,
+        next: Timestamp,
+        error: &str,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(&self.sql(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? \
+             WHERE id = ? AND status = 'pending'",
+        ))
+        .bind(attempts as i64)
+        .bind(next.as_millisecond())
+        .bind(error)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A message gave up on its channel (fenced): marked failed, the reason on the
+    /// incident's timeline (`event`, internal), and the message queued on the fallback
+    /// channel when there is one, all in one transaction.
+    pub async fn message_failed(
+        &self,
+        m: &OutboxMessage,
+        attempts: u32,
+        error: &str,
+        event: &TimelineEvent,
+        fallback: Option<&Notification>,
+        now: Timestamp,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(&self.sql(
+            "UPDATE outbox SET status = 'failed', attempts = ?, last_error = ? \
+             WHERE id = ? AND status = 'pending'",
+        ))
+        .bind(attempts as i64)
+        .bind(error)
+        .bind(m.id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(());
+        }
+        insert_event_routed(self.dialect, &mut tx, m.incident_id, event, true).await?;
+        if let Some(n) = fallback {
+            sqlx::query(&self.sql(
+                "INSERT INTO outbox (incident_id, event_id, channel, kind, idempotency_key, \
+                 notification, status, attempts, next_attempt_at, created_at, fallback_of, \
+                 fallback_index) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?) \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            ))
+            .bind(m.incident_id)
+            .bind(m.event_id)
+            .bind(&n.channel)
+            .bind(n.kind.as_str())
+            .bind(&n.idempotency_key)
+            .bind(serde_json::to_string(n).expect("a notification serializes"))
+            .bind(now.as_millisecond())
+            .bind(now.as_millisecond())
+            .bind(m.id)
+            .bind(m.fallback_index as i64 + 1)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Close the pool (flushes the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -753,14 +957,28 @@ async fn insert_event(
     incident_id: i64,
     e: &TimelineEvent,
 ) -> Result<()> {
+    insert_event_routed(dialect, tx, incident_id, e, false).await
+}
+
+/// Insert a timeline event; `routed = false` leaves it for the router (it may call for a
+/// message), true marks it internal to the outbox itself.
+async fn insert_event_routed(
+    dialect: Dialect,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    incident_id: i64,
+    e: &TimelineEvent,
+    routed: bool,
+) -> Result<()> {
     sqlx::query(&dialect.sql(
-        "INSERT INTO timeline_events (incident_id, at, type, message, data) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO timeline_events (incident_id, at, type, message, data, routed) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     ))
     .bind(incident_id)
     .bind(e.at.as_millisecond())
     .bind(&e.event_type)
     .bind(&e.message)
     .bind(e.data.to_string())
+    .bind(i32::from(routed))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -913,6 +1131,31 @@ async fn insert_audit(
 
 fn ms(t: Option<Timestamp>) -> Option<i64> {
     t.map(|t| t.as_millisecond())
+}
+
+fn message_from_row(r: &AnyRow) -> Result<OutboxMessage> {
+    let notification: Notification = serde_json::from_str(&r.try_get::<String, _>("notification")?)
+        .map_err(|e| StoreError::Corrupt(format!("outbox notification: {e}")))?;
+    Ok(OutboxMessage {
+        id: r.try_get("id")?,
+        incident_id: r.try_get("incident_id")?,
+        event_id: r.try_get("event_id")?,
+        channel: r.try_get("channel")?,
+        kind: r
+            .try_get::<String, _>("kind")?
+            .parse()
+            .map_err(StoreError::Corrupt)?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        notification,
+        status: r.try_get("status")?,
+        attempts: r.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at: ts(r.try_get("next_attempt_at")?)?,
+        created_at: ts(r.try_get("created_at")?)?,
+        sent_at: opt_ts(r, "sent_at")?,
+        last_error: r.try_get("last_error")?,
+        fallback_of: r.try_get("fallback_of")?,
+        fallback_index: r.try_get::<i64, _>("fallback_index")? as u32,
+    })
 }
 
 fn silence_from_row(r: &AnyRow) -> Result<Silence> {

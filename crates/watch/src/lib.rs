@@ -33,6 +33,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 
 mod chaincheck;
+pub mod dispatch;
 
 /// Headers fetched per round at most when the history has gaps.
 const HEADER_BATCH: usize = 20;
@@ -42,6 +43,8 @@ const STATE_SAMPLE: usize = 64;
 const URGENT_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 /// In a big fleet, each node is asked for block headers every this many rounds.
 const HEADER_EVERY: u64 = 10;
+/// How often the dispatcher looks at the outbox.
+const DISPATCH_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 /// Fleets above this size store node views every 5 s instead of every round.
 const BIG_FLEET: usize = 500;
 
@@ -72,6 +75,8 @@ pub enum WatchError {
     Probe(#[from] neo_ir_probe::ProbeError),
     #[error(transparent)]
     Store(#[from] neo_ir_store::StoreError),
+    #[error(transparent)]
+    Notify(#[from] dispatch::NotifyError),
 }
 
 /// What happened to an incident, for live output (the demo, logs, later notifiers).
@@ -135,6 +140,8 @@ pub struct Watcher {
     holder: String,
     leading: watch::Sender<bool>,
     specs: Vec<NodeSpec>,
+    /// The channels with their secrets and templates, built (and checked) at start.
+    outlets: Arc<dispatch::Outlets>,
     fleet: Fleet,
     clock: Arc<dyn Clock>,
     notices: broadcast::Sender<Notice>,
@@ -153,6 +160,8 @@ pub struct Watcher {
     /// Targets by node name.
     target_index: std::collections::HashMap<String, usize>,
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
+    /// The network's name from `getversion` (MainNet, TestNet, a private magic), for messages.
+    network: Option<String>,
 }
 
 impl Watcher {
@@ -186,6 +195,7 @@ impl Watcher {
             });
         }
         let prober = Prober::new(ProbeConfig::from(&config.probe))?;
+        let outlets = Arc::new(dispatch::Outlets::build(&config.notify)?);
         let specs: Vec<NodeSpec> = config
             .nodes
             .iter()
@@ -214,6 +224,7 @@ impl Watcher {
             store,
             holder: instance_name(),
             leading,
+            outlets,
             clock: Arc::new(SystemClock),
             notices,
             rounds,
@@ -227,6 +238,7 @@ impl Watcher {
             force_check: false,
             target_index: targets_index.clone(),
             known_forks: Default::default(),
+            network: None,
         })
     }
 
@@ -340,6 +352,20 @@ impl Watcher {
             holder = %self.holder,
             "leading: watching"
         );
+        // the dispatcher sends the outbox during this term, and stops sending once the lease
+        // may have run out
+        let (lease_tx, lease_rx) = watch::channel(lease.expires_at);
+        let (stop_sending, stop_rx) = watch::channel(false);
+        let sender = tokio::spawn(
+            dispatch::Dispatcher::new(
+                self.store.clone(),
+                self.config.notify.clone(),
+                self.outlets.clone(),
+                self.clock.clone(),
+                Some((lease_rx, self.config.store.lease / 3)),
+            )
+            .run(DISPATCH_EVERY, stop_rx),
+        );
         let mut renew = tokio::time::interval(
             (self.config.store.lease / 3).max(std::time::Duration::from_millis(50)),
         );
@@ -436,7 +462,10 @@ impl Watcher {
                 _ = shutdown.as_mut() => break,
                 _ = renew.tick() => {
                     match self.base_store.try_lead(&self.holder, self.clock.now(), self.config.store.lease).await {
-                        Ok(Some(l)) if l.epoch == lease.epoch => lease = l,
+                        Ok(Some(l)) if l.epoch == lease.epoch => {
+                            lease_tx.send_replace(l.expires_at);
+                            lease = l;
+                        }
                         // another instance took it, or it expired (this process was frozen)
                         // and the epoch moved on: the term is over either way
                         Ok(_) => { term = Term::LostLease; break; }
@@ -502,6 +531,8 @@ impl Watcher {
         }
         probes.shutdown().await;
         self.checks.shutdown().await;
+        let _ = stop_sending.send(true);
+        let _ = sender.await;
         Ok(term)
     }
 
@@ -573,7 +604,34 @@ impl Watcher {
             self.store.save_nodes(&self.fleet.view(), now).await?;
             self.last_view_save = Some(std::time::Instant::now());
         }
+        self.route(now).await?;
         self.rounds.send_modify(|r| *r += 1);
+        Ok(())
+    }
+
+    /// Queue the messages the round's events call for (and any left by people's actions or
+    /// an earlier crash): each event is routed once, in the transaction that queues them.
+    async fn route(&mut self, now: jiff::Timestamp) -> Result<(), WatchError> {
+        // routed even without routes: events are marked routed, so adding a route later
+        // does not send the past
+        if self.network.is_none() {
+            self.network = self
+                .fleet
+                .nodes()
+                .find_map(|n| n.version.as_ref().and_then(|v| v.network))
+                .map(neo_ir_core::notify::network_name);
+        }
+        let settings = &self.config.notify;
+        let network = self.network.as_deref();
+        let queued = self
+            .store
+            .route_pending(500, now, |incident, event, id| {
+                neo_ir_core::notify::route(incident, event, id, settings, network)
+            })
+            .await?;
+        if queued > 0 {
+            tracing::debug!(queued, "messages queued");
+        }
         Ok(())
     }
 
