@@ -81,6 +81,28 @@ update_every = {{ P1 = "15m", P2 = "30m", P3 = "1h", P4 = "off" }}
 #   {{ after = "15m", notify = "engineering manager" }},
 # ]
 
+# Where messages go (the playbook's alert, updates, pages and resolution notice). Secrets
+# are read from the environment or a file, never written here.
+# [notify]
+# public_url = "https://neo-ir.example.org"
+#
+# [[notify.channels]]
+# name = "pagerduty"
+# type = "pagerduty"
+# secret_env = "NEO_IR_PAGERDUTY_KEY"
+#
+# [[notify.channels]]
+# name = "ops"
+# type = "slack"
+# secret_env = "NEO_IR_SLACK_WEBHOOK_URL"
+#
+# [[notify.routes]]
+# severities = ["P1", "P2"]
+# channels = ["pagerduty", "ops"]
+#
+# [[notify.routes]]
+# channels = ["ops"]
+
 # [[schedule]]
 # name = "primary"
 # rotation = "weekly"                  # "daily", "weekly" or a duration such as "12h"

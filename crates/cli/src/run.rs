@@ -309,6 +309,10 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
             e.message
         );
     }
+    // the channels as `watch` builds them: secrets read, templates loaded and checked
+    if let Err(e) = neo_ir_watch::dispatch::Outlets::build(&cfg.notify) {
+        eprintln!("warning: {e}; `watch` stops on it");
+    }
     let unpaged: Vec<&str> = [
         neo_ir_core::incident::Severity::P1,
         neo_ir_core::incident::Severity::P2,
