@@ -358,7 +358,10 @@ fn main() -> ExitCode {
                 .is_some()
                 || matches!(
                     e.downcast_ref::<neo_ir_watch::WatchError>(),
-                    Some(neo_ir_watch::WatchError::MissingSecret { .. })
+                    Some(
+                        neo_ir_watch::WatchError::MissingSecret { .. }
+                            | neo_ir_watch::WatchError::Notify(_)
+                    )
                 );
             let code = if config_error { 2 } else { 1 };
             eprintln!("error: {e:#}");

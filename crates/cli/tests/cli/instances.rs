@@ -99,6 +99,7 @@ struct Pair {
     a: Option<Watch>,
     b: Watch,
     id: i64,
+    hook: super::notify::Hook,
     _dir: tempfile::TempDir,
 }
 
@@ -108,6 +109,13 @@ impl Pair {
         let sim = Sim::start(1, 2, 300);
         let dir = tempfile::tempdir().unwrap();
         let cfg = fast_config(&dir, &sim, (1, 2), &db.url, &STEPS);
+        // every message goes to a webhook receiver: each must arrive once, whoever leads
+        let hook = super::notify::Hook::default();
+        hook.status.store(200, std::sync::atomic::Ordering::SeqCst);
+        let url = hook.start();
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(&super::notify::notify_toml(&url));
+        std::fs::write(&cfg, text).unwrap();
         let a = Watch::start(&cfg, dir.path().join("a.log"));
         let a_pid = format!(":{}:", a.pid());
         eventually(
@@ -148,6 +156,7 @@ impl Pair {
             a: Some(a),
             b,
             id,
+            hook,
             _dir: dir,
         })
     }
@@ -229,6 +238,43 @@ impl Pair {
             })
             .sum();
         assert_eq!(logged, STEPS.len(), "{logs:?}");
+        // and each message reached the webhook once: the alert, every page, the clear and
+        // the resolution, in order
+        let id = self.id;
+        let kinds = || -> Vec<String> {
+            self.hook
+                .accepted
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|v| v["incident"]["id"] == id)
+                .map(|v| v["kind"].as_str().unwrap_or_default().to_string())
+                // a new leader's first rounds may judge the severity anew (a raise is a
+                // message of its own, not part of this count)
+                .filter(|k| k != "severity")
+                .collect()
+        };
+        let expected = [
+            "alert", "page", "page", "page", "page", "update", "resolved",
+        ];
+        eventually(
+            "every message of the incident is delivered",
+            Duration::from_secs(30),
+            || (kinds().len() >= expected.len()).then_some(()),
+            || format!("{:?}", kinds()),
+        );
+        std::thread::sleep(Duration::from_millis(1000));
+        assert_eq!(kinds(), expected);
+        // Delivery is at least once with an idempotency key: the one message a leader may
+        // have had in flight when it was killed or frozen (sent, not yet marked sent) is
+        // sent again by the next leader, with the same key, which the receiver drops. Never
+        // more than that one.
+        let keys = self.hook.keys();
+        let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
+        assert!(
+            keys.len() - unique.len() <= 1,
+            "more than the one in-flight message arrived twice: {keys:?}"
+        );
     }
 }
 

@@ -10,14 +10,14 @@ use std::sync::{Arc, Mutex};
 
 /// A webhook receiver on a std thread: answers `status`, records accepted bodies.
 #[derive(Clone, Default)]
-struct Hook {
-    status: Arc<AtomicU16>,
-    accepted: Arc<Mutex<Vec<Value>>>,
-    refused: Arc<AtomicU16>,
+pub(super) struct Hook {
+    pub status: Arc<AtomicU16>,
+    pub accepted: Arc<Mutex<Vec<Value>>>,
+    pub refused: Arc<AtomicU16>,
 }
 
 impl Hook {
-    fn start(&self) -> String {
+    pub fn start(&self) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let me = self.clone();
@@ -62,7 +62,7 @@ impl Hook {
         format!("http://{addr}/hook")
     }
 
-    fn keys(&self) -> Vec<String> {
+    pub fn keys(&self) -> Vec<String> {
         self.accepted
             .lock()
             .unwrap()
@@ -72,7 +72,7 @@ impl Hook {
     }
 }
 
-fn notify_toml(url: &str) -> String {
+pub(super) fn notify_toml(url: &str) -> String {
     format!(
         "\n[notify]\n\n[[notify.channels]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{url}\"\ntimeout = \"2s\"\n\n[[notify.routes]]\nchannels = [\"hook\"]\n"
     )
@@ -188,4 +188,34 @@ fn notify_test_reaches_the_channel_or_says_why_not() {
         Some(1),
         "a refused test is a failure: {out:?}"
     );
+}
+
+#[test]
+fn a_broken_template_stops_watch_at_start_naming_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let templates = dir.path().join("templates");
+    std::fs::create_dir(&templates).unwrap();
+    std::fs::write(
+        templates.join("alert.txt"),
+        "**INCIDENT ALERT**\n**Impact:** {{ impcat }}\n",
+    )
+    .unwrap();
+    let base = "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n";
+    let text = format!(
+        "{base}{}",
+        notify_toml("http://127.0.0.1:1/hook").replace(
+            "[notify]\n",
+            &format!("[notify]\ntemplates = \"{}\"\n", templates.display())
+        )
+    );
+    let cfg = write(&dir, "neo-ir.toml", &text);
+    let out = neo_ir()
+        .args(["watch", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("alert.txt"), "{err}");
+    assert!(err.contains("line 2"), "{err}");
 }
