@@ -191,6 +191,19 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
+    /// Schedule the post-incident review of a resolved incident (the notice goes to its
+    /// channels).
+    ///
+    /// Example: neo-ir review 12 --at 2026-12-01T10:00:00Z
+    Review {
+        /// The incident id.
+        id: i64,
+        /// When (RFC 3339, UTC).
+        #[arg(long)]
+        at: String,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
     /// Notification channels.
     Notify {
         #[command(subcommand)]
@@ -330,6 +343,7 @@ fn main() -> ExitCode {
             } => people::severity(id, &severity, &reason, store).await,
             Command::Silence { action } => people::silence(action).await,
             Command::Update { id, text, store } => people::update(id, &text, store).await,
+            Command::Review { id, at, store } => people::review(id, &at, store).await,
             Command::Notify {
                 action: NotifyAction::Test { channel, config },
             } => people::notify_test(&channel, config).await,

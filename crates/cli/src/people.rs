@@ -130,6 +130,26 @@ pub async fn update(id: i64, text: &str, args: StoreArgs) -> anyhow::Result<Exit
     .await
 }
 
+/// `neo-ir review ID --at TIME`: schedule the post-incident review (sent to the channels).
+pub async fn review(id: i64, at: &str, args: StoreArgs) -> anyhow::Result<ExitCode> {
+    let at: jiff::Timestamp = match at.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return usage(format!(
+                "--at: expected a time such as 2026-12-01T10:00:00Z: {e}"
+            ))
+        }
+    };
+    act(
+        id,
+        args,
+        "review_scheduled",
+        json!({"at": at}),
+        |i, a, now, _| respond::schedule_review(i, at, a, now),
+    )
+    .await
+}
+
 /// `neo-ir assign ID ROLE WHO` or `neo-ir assign ID ROLE --release`.
 pub async fn assign(
     id: i64,

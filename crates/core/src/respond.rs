@@ -460,6 +460,38 @@ pub fn status_update(
     })
 }
 
+/// Schedule the post-incident review of a resolved incident at `at` (playbook phase 5); the
+/// review notice goes to the incident's channels.
+pub fn schedule_review(
+    incident: &Incident,
+    at: Timestamp,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Mutation, Refusal> {
+    if incident.status != Status::Resolved {
+        return Err(Refusal::Conflict(format!(
+            "incident {} is {}: a review is scheduled once it is resolved (and before it is reviewed)",
+            incident.id, incident.status
+        )));
+    }
+    if at <= now {
+        return Err(Refusal::Invalid(
+            "a review is scheduled in the future".into(),
+        ));
+    }
+    let mut next = incident.clone();
+    next.updated_at = now;
+    Ok(Mutation {
+        incident: next,
+        events: vec![TimelineEvent::new(
+            now,
+            EventType::ReviewScheduled,
+            format!("post-incident review scheduled for {at} by {}", actor.who),
+            json!({"at": at, "by": actor.who, "from": actor.from}),
+        )],
+    })
+}
+
 /// Roles as `IC alice, TL bob` (empty when nobody holds one).
 pub fn roles_line(roles: &BTreeMap<ResponseRole, String>) -> String {
     roles

@@ -565,7 +565,20 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
         &["severity", &id, "P1", "--reason", "exchanges down"],
     );
     assert!(stdout(&out).contains("raised P2 → P1"), "{out:?}");
+    assert!(run("dave", &["update", &id, "rpc-1 back; watching"])
+        .status
+        .success());
     assert!(run("dave", &["transition", &id, "resolved"])
+        .status
+        .success());
+    assert_eq!(
+        run("dave", &["review", &id, "--at", "2001-01-01T00:00:00Z"])
+            .status
+            .code(),
+        Some(2),
+        "a review is in the future"
+    );
+    assert!(run("dave", &["review", &id, "--at", "2099-01-01T10:00:00Z"])
         .status
         .success());
     assert!(run("dave", &["transition", &id, "reviewed"])
@@ -595,7 +608,9 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
             "role_released",
             "phase_changed",
             "severity_changed",
+            "status_update",
             "phase_changed",
+            "review_scheduled",
             "phase_changed"
         ]
     );
@@ -649,7 +664,9 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
             ("silence.expire", "ops"),
             ("silence.create", "ops"),
             ("transition", "dave"),
+            ("review_scheduled", "dave"),
             ("transition", "dave"),
+            ("status_update", "dave"),
             ("severity", "dave"),
             ("transition", "dave"),
             ("role", "dave"),
