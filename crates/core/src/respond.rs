@@ -372,6 +372,30 @@ pub fn set_role(
     })
 }
 
+/// A person's text on the timeline, as event `t`: checked, counted as an update, and
+/// recorded with who wrote it and from where (plus `extra` fields).
+fn text_event(
+    incident: &Incident,
+    (t, what): (EventType, &str),
+    text_: &str,
+    actor: &Actor,
+    now: Timestamp,
+    message: impl FnOnce(&str) -> String,
+    extra: serde_json::Value,
+) -> Result<Mutation, Refusal> {
+    let body = text(what, text_, MAX_NOTE)?;
+    let mut next = incident.clone();
+    updated(&mut next, now);
+    let mut data = json!({"by": actor.who, "from": actor.from, "text": body});
+    if let (Some(d), serde_json::Value::Object(more)) = (data.as_object_mut(), extra) {
+        d.extend(more);
+    }
+    Ok(Mutation {
+        incident: next,
+        events: vec![TimelineEvent::new(now, t, message(&body), data)],
+    })
+}
+
 /// A person's note on the timeline (what they saw or decided).
 pub fn note(
     incident: &Incident,
@@ -379,18 +403,15 @@ pub fn note(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    let body = text("a note", text_, MAX_NOTE)?;
-    let mut next = incident.clone();
-    updated(&mut next, now);
-    Ok(Mutation {
-        incident: next,
-        events: vec![TimelineEvent::new(
-            now,
-            EventType::Note,
-            format!("{}: {body}", actor.who),
-            json!({"by": actor.who, "from": actor.from, "text": body}),
-        )],
-    })
+    text_event(
+        incident,
+        (EventType::Note, "a note"),
+        text_,
+        actor,
+        now,
+        |body| format!("{}: {body}", actor.who),
+        json!({}),
+    )
 }
 
 /// An action a person took (restarted the node, blocked an IP), optionally linking the
@@ -402,7 +423,6 @@ pub fn action(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    let body = text("an action", text_, MAX_NOTE)?;
     if let Some(run) = runbook_run {
         let ok = !run.is_empty()
             && run.len() <= 100
@@ -416,20 +436,18 @@ pub fn action(
             ));
         }
     }
-    let mut next = incident.clone();
-    updated(&mut next, now);
     let link = runbook_run
         .map(|r| format!(" (runbook run {r})"))
         .unwrap_or_default();
-    Ok(Mutation {
-        incident: next,
-        events: vec![TimelineEvent::new(
-            now,
-            EventType::Action,
-            format!("{} did: {body}{link}", actor.who),
-            json!({"by": actor.who, "from": actor.from, "text": body, "runbook_run": runbook_run}),
-        )],
-    })
+    text_event(
+        incident,
+        (EventType::Action, "an action"),
+        text_,
+        actor,
+        now,
+        |body| format!("{} did: {body}{link}", actor.who),
+        json!({"runbook_run": runbook_run}),
+    )
 }
 
 /// A person's public status update (the playbook's INCIDENT UPDATE): it goes to the
@@ -440,24 +458,21 @@ pub fn status_update(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    let body = text("a status update", text_, MAX_NOTE)?;
     if incident.status == Status::Reviewed {
         return Err(Refusal::Conflict(format!(
             "incident {} is reviewed: its updates are part of the record now",
             incident.id
         )));
     }
-    let mut next = incident.clone();
-    updated(&mut next, now);
-    Ok(Mutation {
-        incident: next,
-        events: vec![TimelineEvent::new(
-            now,
-            EventType::StatusUpdate,
-            format!("update by {}: {body}", actor.who),
-            json!({"by": actor.who, "from": actor.from, "text": body}),
-        )],
-    })
+    text_event(
+        incident,
+        (EventType::StatusUpdate, "a status update"),
+        text_,
+        actor,
+        now,
+        |body| format!("update by {}: {body}", actor.who),
+        json!({}),
+    )
 }
 
 /// Schedule the post-incident review of a resolved incident at `at` (playbook phase 5); the
