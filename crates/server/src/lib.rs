@@ -6,6 +6,9 @@
 //!   (with its timeline), `GET /api/v1/nodes`, `GET /api/v1/silences` (`?all=true`: ended
 //!   ones too), `GET /api/v1/audit` (`?limit=&cursor=`: who did what, newest first).
 //! - `/healthz` / `/readyz` (always open).
+//! - The public status page: `GET /status` (HTML, no JavaScript) and `GET /api/v1/status`
+//!   (the same as JSON). Always open, even with `server.protect_reads`: they show only public
+//!   fields (see [`status`]).
 //!
 //! People's actions (each needs a `write` token, is written with its audit record):
 //! - `POST /api/v1/incidents` declares an incident (201 with it);
@@ -51,6 +54,8 @@ use neo_ir_store::{Audit, ListFilter, NewSilence, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
+
+pub mod status;
 
 /// Largest page of incidents (or audit entries) one request may ask for.
 pub const MAX_LIMIT: u32 = 500;
@@ -117,7 +122,12 @@ struct AppState {
     store: Store,
     auth: Arc<Auth>,
     response: Arc<ResponseConfig>,
+    /// The public status, computed at most every [`STATUS_TTL`].
+    status: Arc<status::Cache>,
 }
+
+/// How long the public status is served from its cache.
+pub const STATUS_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl FromRef<AppState> for Store {
     fn from_ref(s: &AppState) -> Store {
@@ -138,6 +148,7 @@ pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router
         store,
         auth: Arc::new(auth),
         response: Arc::new(response),
+        status: Arc::new(status::Cache::new(STATUS_TTL)),
     };
     let api = Router::new()
         .route(
@@ -158,9 +169,12 @@ pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router
             state.clone(),
             guard_reads,
         ));
+    // public: outside `guard_reads`, whatever `protect_reads` says
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/status", get(status_page))
+        .route("/api/v1/status", get(status_json))
         .merge(api)
         .fallback(not_found)
         .with_state(state)
@@ -299,7 +313,7 @@ impl IntoResponse for ApiError {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint; see /api/v1/incidents, /api/v1/nodes, /api/v1/silences, \
-         /api/v1/audit, /healthz",
+         /api/v1/audit, /api/v1/status, /status, /healthz",
     )
 }
 
@@ -875,4 +889,66 @@ async fn audit_log(
 async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value>, ApiError> {
     let nodes = store.nodes().await?;
     Ok(Json(json!({ "nodes": nodes })))
+}
+
+/// The public status, or why not: the store's error is logged, not shown (the page is
+/// public).
+async fn public_status(state: &AppState) -> Result<Arc<status::Status>, StatusCode> {
+    state.status.get(&state.store).await.map_err(|e| {
+        tracing::error!(error = %e, "store error while computing the public status");
+        StatusCode::SERVICE_UNAVAILABLE
+    })
+}
+
+/// Headers of the public answers: nothing runs, nothing loads from elsewhere, nothing is
+/// cached for longer than the page's own refresh.
+fn public_headers(content_type: &'static str) -> [(axum::http::HeaderName, &'static str); 5] {
+    use axum::http::header;
+    [
+        (header::CONTENT_TYPE, content_type),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ]
+}
+
+/// `GET /api/v1/status`: the public status as JSON (always open).
+async fn status_json(State(state): State<AppState>) -> Response {
+    match public_status(&state).await {
+        Ok(s) => (
+            public_headers("application/json"),
+            serde_json::to_string(&*s).expect("the status serializes"),
+        )
+            .into_response(),
+        Err(code) => ApiError::new(
+            code,
+            "store_unavailable",
+            "the status is unavailable right now",
+        )
+        .into_response(),
+    }
+}
+
+/// `GET /status`: the public status page (always open).
+async fn status_page(State(state): State<AppState>) -> Response {
+    let html = "text/html; charset=utf-8";
+    match public_status(&state).await {
+        Ok(s) => (public_headers(html), status::render_html(&s)).into_response(),
+        Err(code) => (
+            code,
+            public_headers(html),
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <meta http-equiv=\"refresh\" content=\"30\">\
+             <title>Neo network status</title></head>\
+             <body><h1>Neo network status</h1>\
+             <p>The status is unavailable right now; this page tries again in 30 s.</p>\
+             </body></html>\n",
+        )
+            .into_response(),
+    }
 }

@@ -1035,3 +1035,470 @@ async fn new_mutations_need_a_write_token() {
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["silence.create", "declare"]);
 }
+
+/// What the status tests put in the store: the ids, and when the status is built (about).
+struct StatusFixture {
+    /// rpc-1 down for exactly one hour (2 h to 1 h ago), resolved, with an update and a
+    /// note.
+    rpc_down: i64,
+    /// validator-2 down from 31 to 29 days ago: one day of it in the window.
+    old_down: i64,
+    /// validator-1 down 41 to 40 days ago: before the window.
+    ancient_down: i64,
+    /// Open, P2: rpc-2 is behind (a detector summary with markup and an address), two
+    /// updates (the latest with markup) then a note.
+    open_sync: i64,
+}
+
+const SECRET_NOTE: &str = "internal: ssh 10.1.2.3 token abc123";
+
+/// Incidents, updates, notes and node views for the status tests, relative to now.
+async fn status_fixture(store: &Store) -> StatusFixture {
+    use neo_ir_core::respond;
+    use neo_ir_store::Audit;
+    // the store keeps milliseconds
+    let now = Timestamp::from_millisecond(Timestamp::now().as_millisecond()).unwrap();
+    let ago = |mins: i64| now - jiff::SignedDuration::from_mins(mins);
+    let day = 24 * 60;
+    let actor = neo_ir_core::incident::Actor {
+        who: "alice".into(),
+        from: "api 10.1.2.3:51234".into(),
+    };
+    let down = |node: &str| Finding {
+        key: format!("node_down:{node}"),
+        kind: IncidentKind::NodeDown,
+        severity: Severity::P2,
+        nodes: vec![node.into()],
+        // what a detector writes for operators: the probe's error, which may name addresses
+        summary: format!(
+            "{node} (rpc) is down: connect 10.9.8.7:10332 refused (3 failed probes in a row)"
+        ),
+        evidence: json!({"error": "connect 10.9.8.7:10332: refused"}),
+    };
+    // one incident from `from` to `to` minutes ago (resolved through the stability window)
+    let outage = |f: Finding, from: i64, to: i64| async move {
+        let a = Assessment {
+            findings: vec![f],
+            ..Default::default()
+        };
+        round(store, &a, ago(from)).await;
+        let id = store.open_incidents().await.unwrap()[0].id;
+        let clear = Assessment::default();
+        round(store, &clear, ago(to) - jiff::SignedDuration::from_secs(1)).await;
+        round(store, &clear, ago(to)).await;
+        let (i, _) = store.incident(id).await.unwrap().unwrap();
+        assert_eq!(
+            (i.opened_at, i.resolved_at),
+            (ago(from), Some(ago(to))),
+            "{i:?}"
+        );
+        id
+    };
+    let mutate = |id: i64, f: Box<dyn Fn(&_) -> _ + Send + Sync>| {
+        let actor = actor.clone();
+        async move {
+            store
+                .mutate(id, &Audit::new(&actor, "test", json!({})), f)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    };
+
+    let ancient_down = outage(down("validator-1"), 41 * day, 40 * day).await;
+    let old_down = outage(down("validator-2"), 31 * day, 29 * day).await;
+
+    let a = Assessment {
+        findings: vec![down("rpc-1")],
+        ..Default::default()
+    };
+    round(store, &a, ago(120)).await;
+    let rpc_down = store.open_incidents().await.unwrap()[0].id;
+    let (a1, a2) = (actor.clone(), actor.clone());
+    mutate(
+        rpc_down,
+        Box::new(move |i| respond::status_update(i, "rpc-1 restarted, catching up", &a1, ago(90))),
+    )
+    .await;
+    mutate(
+        rpc_down,
+        Box::new(move |i| respond::note(i, SECRET_NOTE, &a2, ago(80))),
+    )
+    .await;
+    let clear = Assessment::default();
+    round(store, &clear, ago(60) - jiff::SignedDuration::from_secs(1)).await;
+    round(store, &clear, ago(60)).await;
+    let (i, _) = store.incident(rpc_down).await.unwrap().unwrap();
+    assert_eq!(i.resolved_at, Some(ago(60)));
+
+    let sync = Finding {
+        key: "sync_failure:rpc-2".into(),
+        kind: IncidentKind::SyncFailure,
+        severity: Severity::P2,
+        nodes: vec!["rpc-2".into()],
+        summary: "rpc-2 is <b>x</b> blocks behind its peer 10.9.8.7:10333".into(),
+        evidence: json!({"peer": "10.9.8.7:10333", "lag": 40}),
+    };
+    let a = Assessment {
+        findings: vec![sync],
+        ..Default::default()
+    };
+    round(store, &a, ago(30)).await;
+    let open_sync = store.open_incidents().await.unwrap()[0].id;
+    let (a1, a2, a3) = (actor.clone(), actor.clone(), actor.clone());
+    mutate(
+        open_sync,
+        Box::new(move |i| respond::status_update(i, "investigating rpc-2", &a1, ago(20))),
+    )
+    .await;
+    mutate(
+        open_sync,
+        Box::new(move |i| {
+            respond::status_update(i, "rpc-2 is resyncing <b>from a snapshot</b>", &a2, ago(10))
+        }),
+    )
+    .await;
+    mutate(
+        open_sync,
+        Box::new(move |i| respond::note(i, SECRET_NOTE, &a3, ago(5))),
+    )
+    .await;
+
+    let view = |name: &str, role: &str, state: &str, height: u64, lag: u64, magic: u32| {
+        serde_json::from_value::<neo_ir_core::fleet::NodeView>(json!({
+            "name": name,
+            "role": role,
+            "state": state,
+            "height": height,
+            "lag": lag,
+            "network": magic,
+            "user_agent": "/NEO-GO:0.120.0/",
+            "error": if state == "down" { Some("connect 10.7.7.7:10332: refused") } else { None },
+            "consecutive_failures": 0,
+        }))
+        .unwrap()
+    };
+    let views = [
+        view("validator-1", "validator", "ok", 1000, 0, 860_833_102),
+        view("validator-2", "validator", "down", 990, 10, 860_833_102),
+        view("rpc-1", "rpc", "ok", 1000, 0, 860_833_102),
+        view("rpc-2", "rpc", "ok", 960, 40, 894_710_606),
+    ];
+    store.save_nodes(&views, now).await.unwrap();
+    StatusFixture {
+        rpc_down,
+        old_down,
+        ancient_down,
+        open_sync,
+    }
+}
+
+/// GET `path` without a token: status, content type, body.
+async fn fetch(base: &str, path: &str) -> (u16, String, String) {
+    let r = reqwest::get(format!("{base}{path}")).await.unwrap();
+    let status = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, ct, r.text().await.unwrap())
+}
+
+/// Texts that must never be public.
+fn assert_nothing_internal(body: &str) {
+    for secret in [
+        SECRET_NOTE,
+        "10.1.2.3",
+        "abc123",
+        "10.9.8.7",
+        "10.7.7.7",
+        "NEO-GO",
+        "alice",
+        "evidence",
+        "acked_by",
+        // the detectors' summaries are for operators
+        "blocks behind its peer",
+        "failed probes in a row",
+    ] {
+        assert!(!body.contains(secret), "{secret:?} is public: {body}");
+    }
+}
+
+#[tokio::test]
+async fn status_shows_only_public_fields_as_json_and_html() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let f = status_fixture(&store).await;
+    let (base, _stop) = start(store.clone()).await;
+
+    let (s, ct, body) = fetch(&base, "/api/v1/status").await;
+    assert_eq!((s, ct.as_str()), (200, "application/json"));
+    assert_nothing_internal(&body);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        keys(&v),
+        [
+            "generated_at",
+            "groups",
+            "network",
+            "open",
+            "overall",
+            "resolved_30d"
+        ]
+    );
+    assert_eq!(v["network"], "MainNet", "three of the four nodes say so");
+    assert_eq!(v["overall"], "partial_outage", "a P2 is open");
+
+    // groups: validator-2 is down; rpc-2 answers but an open incident names it
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(
+        (&groups[0]["name"], &groups[0]["state"]),
+        (&json!("Validators"), &json!("down"))
+    );
+    assert_eq!(
+        (&groups[1]["name"], &groups[1]["state"]),
+        (&json!("RPC nodes"), &json!("degraded"))
+    );
+    let node = |g: usize, name: &str| {
+        groups[g]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", groups[g]))
+            .clone()
+    };
+    assert_eq!(
+        node(1, "rpc-1"),
+        json!({"name": "rpc-1", "state": "operational", "height": 1000, "lag": 0,
+               // one hour down in 30 days: 100 × (1 − 3600 / 2,592,000) = 99.8611…
+               "uptime_30d_percent": 99.861})
+    );
+    let rpc2 = node(1, "rpc-2");
+    assert_eq!(
+        (&rpc2["state"], &rpc2["lag"], &rpc2["uptime_30d_percent"]),
+        (&json!("degraded"), &json!(40), &json!(100.0)),
+        "only node_down incidents count against uptime"
+    );
+    assert_eq!(node(0, "validator-1")["uptime_30d_percent"], 100.0);
+    assert_eq!(node(0, "validator-1")["state"], "operational");
+    let v2 = node(0, "validator-2");
+    assert_eq!(v2["state"], "down");
+    // down from 31 to 29 days ago: one day in the window, 100 × (1 − 1/30) = 96.666…
+    assert_eq!(v2["uptime_30d_percent"], 96.667);
+
+    // the open incident: its latest status update, never the newer note
+    let open = v["open"].as_array().unwrap();
+    assert_eq!(open.len(), 1);
+    let o = &open[0];
+    assert_eq!(
+        keys(o),
+        [
+            "id",
+            "kind",
+            "latest_update",
+            "nodes",
+            "opened_at",
+            "phase",
+            "severity",
+            "summary"
+        ]
+    );
+    assert_eq!(o["id"], f.open_sync);
+    assert_eq!(o["kind"], "sync_failure");
+    assert_eq!(o["severity"], "P2");
+    assert_eq!(o["phase"], "detected");
+    assert_eq!(o["nodes"], json!(["rpc-2"]));
+    // the public summary, not the detector's
+    assert_eq!(o["summary"], "rpc-2 is behind the chain");
+    assert_eq!(
+        o["latest_update"]["text"], "rpc-2 is resyncing <b>from a snapshot</b>",
+        "JSON is data: the text as written"
+    );
+    assert_eq!(keys(&o["latest_update"]), ["at", "text"]);
+
+    // resolved in the window, newest first; the one before the window is not listed
+    let resolved = v["resolved_30d"].as_array().unwrap();
+    let ids: Vec<i64> = resolved.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [f.rpc_down, f.old_down]);
+    assert!(!ids.contains(&f.ancient_down));
+    let r = &resolved[0];
+    assert_eq!(
+        keys(r),
+        [
+            "duration_ms",
+            "id",
+            "kind",
+            "latest_update",
+            "opened_at",
+            "resolved_at",
+            "severity",
+            "summary"
+        ]
+    );
+    assert_eq!(r["kind"], "node_down");
+    assert_eq!(r["duration_ms"], 3_600_000);
+    assert_eq!(r["summary"], "rpc-1 is not answering");
+    assert_eq!(r["latest_update"]["text"], "rpc-1 restarted, catching up");
+    assert!(resolved[1]["latest_update"].is_null());
+    assert_eq!(resolved[1]["duration_ms"], 2 * 86_400_000);
+    let generated: Timestamp = v["generated_at"].as_str().unwrap().parse().unwrap();
+    assert!(generated.duration_until(Timestamp::now()).abs() < jiff::SignedDuration::from_secs(60));
+
+    // the page
+    let (s, ct, html) = fetch(&base, "/status").await;
+    assert_eq!((s, ct.as_str()), (200, "text/html; charset=utf-8"));
+    assert_nothing_internal(&html);
+    assert!(!html.to_lowercase().contains("<script"), "{html}");
+    for want in [
+        "<title>Neo network status</title>",
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+        "<meta http-equiv=\"refresh\" content=\"30\">",
+        "MainNet",
+        "Partial outage",
+        "Validators",
+        "RPC nodes",
+        "validator-2",
+        "99.861% uptime",
+        "96.667% uptime",
+        &format!("#{} Sync failure", f.open_sync),
+        "rpc-2 is behind the chain",
+        "rpc-2 is resyncing &lt;b&gt;from a snapshot&lt;/b&gt;",
+        "Resolved in the last 30 days",
+        &format!("#{} Node down", f.rpc_down),
+        "rpc-1 is not answering",
+        "rpc-1 restarted, catching up",
+        "(1 h 0 min)",
+    ] {
+        assert!(html.contains(want), "no {want:?} in {html}");
+    }
+    assert!(!html.contains("<b>"), "the update's markup is escaped");
+    assert!(!html.contains(&format!("#{} ", f.ancient_down)));
+    assert!(!html.contains("http://") && !html.contains("https://"));
+}
+
+#[tokio::test]
+async fn status_is_public_even_when_reads_are_protected() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let mut auth = tokens();
+    auth.protect_reads = true;
+    let (base, _stop) = start_with(store.clone(), auth).await;
+    assert_eq!(fetch(&base, "/api/v1/incidents").await.0, 401);
+    assert_eq!(fetch(&base, "/api/v1/nodes").await.0, 401);
+    let (s, _, body) = fetch(&base, "/api/v1/status").await;
+    assert_eq!(s, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["overall"], "operational");
+    assert_eq!(v["network"], Value::Null);
+    assert_eq!(v["groups"], json!([]));
+    assert_eq!(v["open"], json!([]));
+    let (s, ct, html) = fetch(&base, "/status").await;
+    assert_eq!((s, ct.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(html.contains("All systems operational"));
+    assert!(html.contains("No open incidents."));
+}
+
+#[tokio::test]
+async fn status_page_renders_in_a_phone_browser() {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        println!("skipping the browser test: /usr/bin/chromium is not installed");
+        return;
+    }
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let f = status_fixture(&store).await;
+    let (base, _stop) = start(store.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/status");
+
+    // one headless run: its stdout, within a minute
+    let run = |dir: std::path::PathBuf, tag: &'static str, extra: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::fs::File::create(dir.join(format!("{tag}.out"))).unwrap();
+            let err = std::fs::File::create(dir.join(format!("{tag}.err"))).unwrap();
+            let started = std::time::Instant::now();
+            let mut child = std::process::Command::new("/usr/bin/chromium")
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--hide-scrollbars",
+                    &format!(
+                        "--user-data-dir={}",
+                        dir.join(format!("profile-{tag}")).display()
+                    ),
+                    "--window-size=390,844",
+                ])
+                .args(&extra)
+                .arg(&url)
+                .stdin(std::process::Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .unwrap();
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    let stderr =
+                        std::fs::read_to_string(dir.join(format!("{tag}.err"))).unwrap_or_default();
+                    assert!(
+                        status.success(),
+                        "chromium {tag} failed: {status}: {stderr}"
+                    );
+                    break;
+                }
+                if started.elapsed() > Duration::from_secs(60) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("chromium {tag} took more than 60 s");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            println!("chromium {tag}: {:?}", started.elapsed());
+            std::fs::read_to_string(dir.join(format!("{tag}.out"))).unwrap()
+        })
+    };
+
+    let dom = run(dir.path().into(), "dom", vec!["--dump-dom".into()])
+        .await
+        .unwrap();
+    assert!(dom.contains("Partial outage"), "{dom}");
+    assert!(
+        dom.contains(&format!("#{} Sync failure", f.open_sync)),
+        "{dom}"
+    );
+    assert!(dom.contains("rpc-2 is behind the chain"), "{dom}");
+    // the update's markup stayed text: no <b> element was made of it
+    assert!(
+        dom.contains("rpc-2 is resyncing &lt;b&gt;from a snapshot&lt;/b&gt;"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<b>"), "{dom}");
+    assert_nothing_internal(&dom);
+
+    let png = dir.path().join("status.png");
+    run(
+        dir.path().into(),
+        "shot",
+        vec![format!("--screenshot={}", png.display())],
+    )
+    .await
+    .unwrap();
+    let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+    assert!(size > 1024, "the screenshot is {size} bytes");
+    // to look at it: NEO_IR_STATUS_SCREENSHOT=/tmp/status.png cargo test ... -- --nocapture
+    if let Ok(keep) = std::env::var("NEO_IR_STATUS_SCREENSHOT") {
+        std::fs::copy(&png, keep).unwrap();
+    }
+}

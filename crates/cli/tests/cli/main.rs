@@ -578,9 +578,11 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
         Some(2),
         "a review is in the future"
     );
-    assert!(run("dave", &["review", &id, "--at", "2099-01-01T10:00:00Z"])
-        .status
-        .success());
+    assert!(
+        run("dave", &["review", &id, "--at", "2099-01-01T10:00:00Z"])
+            .status
+            .success()
+    );
     assert!(run("dave", &["transition", &id, "reviewed"])
         .status
         .success());
