@@ -162,6 +162,9 @@ enum Command {
         /// Why (on the timeline).
         #[arg(long)]
         reason: Option<String>,
+        /// With `resolved`: the root cause, for the resolution notice and the review.
+        #[arg(long)]
+        root_cause: Option<String>,
         #[command(flatten)]
         store: run::StoreArgs,
     },
@@ -333,8 +336,12 @@ fn main() -> ExitCode {
                 id,
                 phase,
                 reason,
+                root_cause,
                 store,
-            } => people::transition(id, &phase, reason.as_deref(), store).await,
+            } => {
+                people::transition(id, &phase, reason.as_deref(), root_cause.as_deref(), store)
+                    .await
+            }
             Command::Severity {
                 id,
                 severity,

@@ -175,23 +175,32 @@ pub async fn assign(
     .await
 }
 
-/// `neo-ir transition ID PHASE [--reason TEXT]`.
+/// `neo-ir transition ID PHASE [--reason TEXT] [--root-cause TEXT]`.
 pub async fn transition(
     id: i64,
     phase: &str,
     reason: Option<&str>,
+    root_cause: Option<&str>,
     args: StoreArgs,
 ) -> anyhow::Result<ExitCode> {
     let to: Status = match phase.parse() {
         Ok(p) => p,
         Err(e) => return usage(e),
     };
+    if root_cause.is_some() && to != Status::Resolved {
+        return usage(
+            "--root-cause goes with resolving: `transition ID resolved --root-cause ...`",
+        );
+    }
     act(
         id,
         args,
         "transition",
-        json!({"to": to, "reason": reason}),
-        |i, a, now, _| respond::transition(i, to, reason, a, now),
+        json!({"to": to, "reason": reason, "root_cause": root_cause}),
+        |i, a, now, _| match root_cause {
+            Some(_) => respond::resolve(i, reason, root_cause, a, now),
+            None => respond::transition(i, to, reason, a, now),
+        },
     )
     .await
 }

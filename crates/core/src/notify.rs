@@ -228,6 +228,9 @@ impl MessageKind {
             (event.data["paged"] != false).then_some(MessageKind::Page)
         } else if is(EventType::SeverityRaised) || is(EventType::SeverityChanged) {
             Some(MessageKind::Severity)
+        } else if is(EventType::PhaseChanged) && event.data["to_phase"] == "resolved" {
+            // a person resolved it: the resolution notice, as when the engine does
+            Some(MessageKind::Resolved)
         } else if is(EventType::Acknowledged)
             || is(EventType::PhaseChanged)
             || is(EventType::StatusUpdate)
@@ -373,5 +376,50 @@ mod tests {
             assert_eq!(k.as_str().parse::<ChannelKind>().unwrap(), k);
         }
         assert!("fax".parse::<ChannelKind>().is_err());
+    }
+
+    #[test]
+    fn which_events_are_messages() {
+        let at = jiff::Timestamp::UNIX_EPOCH;
+        let e =
+            |t: EventType, data: serde_json::Value| TimelineEvent::new(at, t, String::new(), data);
+        let kind = |t, data| MessageKind::for_event(&e(t, data));
+        use serde_json::json;
+        assert_eq!(kind(EventType::Opened, json!({})), Some(MessageKind::Alert));
+        assert_eq!(
+            kind(EventType::Escalated, json!({"paged": true})),
+            Some(MessageKind::Page)
+        );
+        assert_eq!(
+            kind(EventType::Escalated, json!({"paged": false})),
+            None,
+            "silenced"
+        );
+        assert_eq!(
+            kind(EventType::PhaseChanged, json!({"to_phase": "resolved"})),
+            Some(MessageKind::Resolved),
+            "a person resolving sends the resolution notice"
+        );
+        assert_eq!(
+            kind(EventType::PhaseChanged, json!({"to_phase": "mitigating"})),
+            Some(MessageKind::Update)
+        );
+        assert_eq!(
+            kind(EventType::StatusUpdate, json!({})),
+            Some(MessageKind::Update)
+        );
+        assert_eq!(
+            kind(EventType::Resolved, json!({})),
+            Some(MessageKind::Resolved)
+        );
+        for internal in [
+            EventType::Note,
+            EventType::Action,
+            EventType::NodesChanged,
+            EventType::UpdateDue,
+            EventType::NotificationFailed,
+        ] {
+            assert_eq!(kind(internal, json!({})), None, "{internal:?}");
+        }
     }
 }

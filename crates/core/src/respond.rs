@@ -246,6 +246,32 @@ pub fn transition(
     })
 }
 
+/// Resolve, optionally with the root cause: it goes into the resolution notice (and the
+/// review).
+pub fn resolve(
+    incident: &Incident,
+    reason: Option<&str>,
+    root_cause: Option<&str>,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Mutation, Refusal> {
+    let root = root_cause
+        .map(|r| text("a root cause", r, MAX_REASON))
+        .transpose()?;
+    let mut m = transition(incident, Status::Resolved, reason, actor, now)?;
+    if let Some(r) = root {
+        for e in m
+            .events
+            .iter_mut()
+            .filter(|e| e.is(EventType::PhaseChanged))
+        {
+            e.data["root_cause"] = json!(r);
+            e.message.push_str(&format!("; root cause: {r}"));
+        }
+    }
+    Ok(m)
+}
+
 /// A person sets the severity, with a reason. Raising and lowering are both allowed; the
 /// engine raises again only if a detector later reports worse than it ever did.
 pub fn change_severity(

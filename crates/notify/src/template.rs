@@ -746,6 +746,13 @@ fn samples() -> Vec<Notification> {
             json!({"duration_ms": 3_600_000, "stable_ms": 1_800_000}),
         ),
         (
+            MessageKind::Resolved,
+            EventType::PhaseChanged,
+            "monitoring → resolved by alice; root cause: a full disk on rpc-2",
+            json!({"from_phase": "monitoring", "to_phase": "resolved", "reason": null,
+                   "by": "alice", "from": "cli", "root_cause": "a full disk on rpc-2"}),
+        ),
+        (
             MessageKind::Review,
             EventType::ReviewScheduled,
             "post-incident review scheduled for 2024-05-03 14:00:00 UTC by alice",
@@ -1051,6 +1058,22 @@ mod tests {
         assert!(r
             .title
             .starts_with("[P1] INCIDENT RESOLVED: consensus_failure after 1 h 15 min"));
+
+        // resolved by a person, with the root cause
+        let mut by_hand = n.clone();
+        by_hand.event = TimelineEvent::new(
+            ts("2024-05-01T13:15:00Z"),
+            EventType::PhaseChanged,
+            "monitoring → resolved by alice".into(),
+            json!({"from_phase": "monitoring", "to_phase": "resolved", "by": "alice",
+                   "root_cause": "a full disk on rpc-2"}),
+        );
+        let text = t.render(&by_hand).unwrap().text;
+        assert!(
+            text.contains("**Root Cause:** a full disk on rpc-2"),
+            "{text}"
+        );
+        assert!(text.starts_with("**INCIDENT RESOLVED**"), "{text}");
 
         n.kind = MessageKind::Review;
         n.incident.status = Status::Reviewed;

@@ -733,13 +733,28 @@ async fn transition(
     struct TransitionBody {
         to: String,
         reason: Option<String>,
+        /// With `resolved`: the root cause, for the resolution notice.
+        root_cause: Option<String>,
     }
     let (actor, b): (_, TransitionBody) = person_request(&state.auth, req, "transition").await?;
     let to: Status = b.to.parse().map_err(ApiError::bad_request)?;
-    let detail = json!({"to": to, "reason": b.reason});
-    let outcome = act(&state, &id, &actor, "transition", detail, |i, a, now, _| {
-        respond::transition(i, to, b.reason.as_deref(), a, now)
-    })
+    if b.root_cause.is_some() && to != Status::Resolved {
+        return Err(ApiError::bad_request(
+            "root_cause goes with resolving: send \"to\": \"resolved\"",
+        ));
+    }
+    let detail = json!({"to": to, "reason": b.reason, "root_cause": b.root_cause});
+    let outcome = act(
+        &state,
+        &id,
+        &actor,
+        "transition",
+        detail,
+        |i, a, now, _| match &b.root_cause {
+            Some(r) => respond::resolve(i, b.reason.as_deref(), Some(r), a, now),
+            None => respond::transition(i, to, b.reason.as_deref(), a, now),
+        },
+    )
     .await?;
     Ok(outcome.into_json())
 }

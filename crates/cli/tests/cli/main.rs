@@ -568,9 +568,18 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
     assert!(run("dave", &["update", &id, "rpc-1 back; watching"])
         .status
         .success());
-    assert!(run("dave", &["transition", &id, "resolved"])
-        .status
-        .success());
+    assert_eq!(
+        run("dave", &["transition", &id, "triage", "--root-cause", "x"])
+            .status
+            .code(),
+        Some(2),
+        "a root cause goes with resolving"
+    );
+    let out = run(
+        "dave",
+        &["transition", &id, "resolved", "--root-cause", "disk full"],
+    );
+    assert!(stdout(&out).contains("root cause: disk full"), "{out:?}");
     assert_eq!(
         run("dave", &["review", &id, "--at", "2001-01-01T00:00:00Z"])
             .status
