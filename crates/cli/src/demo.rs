@@ -74,7 +74,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .context("binding the API")?,
     };
     println!("  store     {}", args.store);
-    println!("  API       http://{addr}/api/v1/incidents\n");
+    println!("  API       http://{addr}/api/v1/incidents");
+    println!("  status    http://{addr}/status\n");
 
     let mut config = Config::with_defaults(nodes, args.store.clone());
     config.probe.interval = Duration::from_millis(500);
