@@ -161,6 +161,7 @@ pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router
         .route("/api/v1/incidents/{id}/severity", post(change_severity))
         .route("/api/v1/incidents/{id}/roles", post(set_role))
         .route("/api/v1/incidents/{id}/transition", post(transition))
+        .route("/api/v1/incidents/{id}/review", post(schedule_review))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/audit", get(audit_log))
@@ -754,6 +755,37 @@ async fn transition(
             Some(r) => respond::resolve(i, b.reason.as_deref(), Some(r), a, now),
             None => respond::transition(i, to, b.reason.as_deref(), a, now),
         },
+    )
+    .await?;
+    Ok(outcome.into_json())
+}
+
+/// `POST /api/v1/incidents/{id}/review` with `{"at": "2026-12-01T10:00:00Z"}`: schedule the
+/// post-incident review of a resolved incident (the notice goes to its channels).
+async fn schedule_review(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ReviewBody {
+        at: String,
+    }
+    let (actor, b): (_, ReviewBody) = person_request(&state.auth, req, "review").await?;
+    let at: Timestamp = b.at.parse().map_err(|e| {
+        ApiError::bad_request(format!(
+            "at: expected a time such as 2026-12-01T10:00:00Z: {e}"
+        ))
+    })?;
+    let detail = json!({"at": at});
+    let outcome = act(
+        &state,
+        &id,
+        &actor,
+        "review_scheduled",
+        detail,
+        |i, a, now, _| respond::schedule_review(i, at, a, now),
     )
     .await?;
     Ok(outcome.into_json())

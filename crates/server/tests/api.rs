@@ -687,6 +687,8 @@ async fn phases_move_as_people_say_and_impossible_moves_are_refused() {
     );
     assert_eq!(v["events"][1]["data"]["reason"], "looking at it");
     assert_eq!(v["incident"]["acked_by"], "ops");
+    let review = format!("/api/v1/incidents/{id}/review");
+    let in_a_week = (Timestamp::now() + jiff::SignedDuration::from_hours(24 * 7)).to_string();
     for to in [
         "investigating",
         "mitigating",
@@ -694,12 +696,35 @@ async fn phases_move_as_people_say_and_impossible_moves_are_refused() {
         "resolved",
         "reviewed",
     ] {
-        let (s, v) = api.post(&path, WRITE, json!({"to": to})).await;
+        if to == "reviewed" {
+            // the review is scheduled first: its notice is a message of its own
+            assert_eq!(
+                code(
+                    &api.post(&review, WRITE, json!({"at": "2001-01-01T00:00:00Z"}))
+                        .await
+                ),
+                (400, "bad_request"),
+                "in the past"
+            );
+            let (s, v) = api.post(&review, WRITE, json!({"at": in_a_week})).await;
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v["events"][0]["type"], "review_scheduled");
+        }
+        let body = if to == "resolved" {
+            json!({"to": to, "root_cause": "a full disk"})
+        } else {
+            json!({"to": to})
+        };
+        let (s, v) = api.post(&path, WRITE, body).await;
         assert_eq!(
             (s, v["incident"]["status"].as_str()),
             (200, Some(to)),
             "{v}"
         );
+        if to == "resolved" {
+            let last = v["events"].as_array().unwrap().last().unwrap().clone();
+            assert_eq!(last["data"]["root_cause"], "a full disk", "{v}");
+        }
     }
     let (s, v) = api.get(&format!("/api/v1/incidents/{id}"), None).await;
     assert_eq!((s, &v["status"]), (200, &json!("reviewed")));
