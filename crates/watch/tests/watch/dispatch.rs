@@ -136,6 +136,30 @@ async fn incidents(store: &Store, clock: &ManualClock, notify: &NotifySettings) 
     }
 }
 
+/// One incident opened (no escalation), its alert queued, and a dispatcher on simulated time.
+async fn one_alert_queued(notify: &NotifySettings) -> (Store, Arc<ManualClock>, Dispatcher) {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let clock = Arc::new(ManualClock::at_epoch_2026());
+    let cfg = ResponseConfig {
+        escalation: vec![],
+        ..Default::default()
+    };
+    let a = Assessment {
+        findings: vec![finding("a")],
+        ..Default::default()
+    };
+    for c in reconcile(&[], &a, clock.now(), &cfg, &[]) {
+        store.apply(&c).await.unwrap();
+    }
+    store
+        .route_pending(500, clock.now(), |i, e, id| route(i, e, id, notify, None))
+        .await
+        .unwrap();
+    let outlets = Arc::new(Outlets::build(notify).unwrap());
+    let d = Dispatcher::new(store.clone(), notify.clone(), outlets, clock.clone(), None);
+    (store, clock, d)
+}
+
 #[tokio::test]
 async fn a_receiver_down_for_10_minutes_gets_everything_in_order_once() {
     let receiver = Receiver::default();
@@ -215,25 +239,7 @@ async fn a_permanent_refusal_falls_back_and_says_so_on_the_timeline() {
         &["primary"],
         &["backup"],
     );
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    let clock = Arc::new(ManualClock::at_epoch_2026());
-    let cfg = ResponseConfig {
-        escalation: vec![],
-        ..Default::default()
-    };
-    let a = Assessment {
-        findings: vec![finding("a")],
-        ..Default::default()
-    };
-    for c in reconcile(&[], &a, clock.now(), &cfg, &[]) {
-        store.apply(&c).await.unwrap();
-    }
-    store
-        .route_pending(500, clock.now(), |i, e, id| route(i, e, id, &notify, None))
-        .await
-        .unwrap();
-    let outlets = Arc::new(Outlets::build(&notify).unwrap());
-    let mut d = Dispatcher::new(store.clone(), notify.clone(), outlets, clock.clone(), None);
+    let (store, clock, mut d) = one_alert_queued(&notify).await;
     let first = d.tick().await.unwrap();
     assert_eq!(first.failed, 1, "400: no retry");
     assert_eq!(primary.refused.load(Ordering::SeqCst), 1);
@@ -267,25 +273,7 @@ async fn retry_after_is_honoured() {
     receiver.status.store(429, Ordering::SeqCst);
     *receiver.retry_after.lock().unwrap() = Some("30".into());
     let notify = settings(vec![webhook("hook", &url)], &["hook"], &[]);
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    let clock = Arc::new(ManualClock::at_epoch_2026());
-    let a = Assessment {
-        findings: vec![finding("a")],
-        ..Default::default()
-    };
-    let cfg = ResponseConfig {
-        escalation: vec![],
-        ..Default::default()
-    };
-    for c in reconcile(&[], &a, clock.now(), &cfg, &[]) {
-        store.apply(&c).await.unwrap();
-    }
-    store
-        .route_pending(500, clock.now(), |i, e, id| route(i, e, id, &notify, None))
-        .await
-        .unwrap();
-    let outlets = Arc::new(Outlets::build(&notify).unwrap());
-    let mut d = Dispatcher::new(store.clone(), notify.clone(), outlets, clock.clone(), None);
+    let (store, clock, mut d) = one_alert_queued(&notify).await;
     assert_eq!(d.tick().await.unwrap().retried, 1);
     let m = &store.pending_messages(10).await.unwrap()[0];
     assert_eq!(
