@@ -241,13 +241,16 @@ impl Pair {
         // and each message reached the webhook once: the alert, every page, the clear and
         // the resolution, in order
         let id = self.id;
+        // as a receiver sees them: a repeat of an idempotency key is dropped (see below)
         let kinds = || -> Vec<String> {
+            let mut seen = std::collections::HashSet::new();
             self.hook
                 .accepted
                 .lock()
                 .unwrap()
                 .iter()
                 .filter(|v| v["incident"]["id"] == id)
+                .filter(|v| seen.insert(v["idempotency_key"].to_string()))
                 .map(|v| v["kind"].as_str().unwrap_or_default().to_string())
                 // a new leader's first rounds may judge the severity anew (a raise is a
                 // message of its own, not part of this count)
