@@ -207,6 +207,22 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
+    /// Run one of the playbook's scripts. So far: validate_sync (every node at the fleet's
+    /// height with the same block hash; exit 1 when not).
+    ///
+    /// Example: neo-ir run validate_sync --config /etc/neo-ir/neo-ir.toml
+    Run {
+        /// The script's name, as in the playbook without `.sh`.
+        script: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// validate_sync: blocks a node may be below the fleet's height and still pass.
+        #[arg(long, default_value_t = 2)]
+        max_lag: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Notification channels.
     Notify {
         #[command(subcommand)]
@@ -351,6 +367,12 @@ fn main() -> ExitCode {
             Command::Silence { action } => people::silence(action).await,
             Command::Update { id, text, store } => people::update(id, &text, store).await,
             Command::Review { id, at, store } => people::review(id, &at, store).await,
+            Command::Run {
+                script,
+                config,
+                max_lag,
+                json,
+            } => run::run_script(&script, config, max_lag, json).await,
             Command::Notify {
                 action: NotifyAction::Test { channel, config },
             } => people::notify_test(&channel, config).await,

@@ -347,3 +347,54 @@ pub fn check_config(file: &Path) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// `neo-ir run SCRIPT`: one of the playbook's scripts against the configured nodes.
+pub async fn run_script(
+    script: &str,
+    config_path: Option<PathBuf>,
+    max_lag: u64,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if !neo_ir_runbook::SCRIPTS
+        .iter()
+        .any(|(name, _)| *name == script)
+    {
+        let known: Vec<String> = neo_ir_runbook::SCRIPTS
+            .iter()
+            .map(|(n, what)| format!("  {n}: {what}"))
+            .collect();
+        eprintln!(
+            "error: no script {script:?} yet; neo-ir runs:\n{}",
+            known.join("\n")
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let (_, cfg) = load_config(config_path)?;
+    let mut targets = Vec::with_capacity(cfg.nodes.len());
+    for n in &cfg.nodes {
+        let password =
+            match &n.auth_password_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    neo_ir_watch::WatchError::MissingSecret {
+                        node: n.name.clone(),
+                        var: var.clone(),
+                        key: "auth_password_env",
+                    }
+                })?),
+                None => None,
+            };
+        targets.push(neo_ir_probe::NodeTarget::from_config(n, password));
+    }
+    let prober = neo_ir_probe::Prober::new(neo_ir_probe::ProbeConfig::from(&cfg.probe))?;
+    let report = neo_ir_runbook::validate_sync(&prober, &targets, max_lag).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -784,3 +784,51 @@ fn watch_binary_detects_a_crash_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
     drop(sim.child);
 }
+
+/// `neo-ir run validate_sync` against a simulated network: 0 when in sync, 1 naming a down
+/// node, 2 for a script neo-ir does not have.
+#[test]
+fn run_validate_sync_says_whether_the_network_is_in_sync() {
+    let sim = Sim::start(1, 2, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let cfg = fast_config(&dir, &sim, (1, 2), &store, &[0]);
+    let run = |extra: &[&str]| {
+        neo_ir()
+            .args(["run", "validate_sync", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ok = eventually(
+        "validate_sync passes on a healthy network",
+        Duration::from_secs(20),
+        || {
+            let out = run(&[]);
+            out.status.success().then_some(out)
+        },
+        String::new,
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("validate_sync: OK"));
+    sim.fault("rpc-2", "crash");
+    let out = run(&["--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let rpc2 = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "rpc-2")
+        .unwrap()
+        .clone();
+    assert_eq!(rpc2["verdict"], "down", "{report}");
+    let out = neo_ir()
+        .args(["run", "no_such_script", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("validate_sync"));
+}

@@ -1,0 +1,131 @@
+//! The scripts against a simulated Neo network on port 0.
+
+use std::time::Duration;
+
+use neo_ir_core::config::ProbeSettings;
+use neo_ir_core::Role;
+use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
+use neo_ir_runbook::{validate_sync, Verdict};
+use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
+
+async fn network() -> SimNetwork {
+    SimNetwork::start(SimConfig {
+        validators: 4,
+        rpc: 2,
+        msperblock: 200,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim starts")
+}
+
+fn targets(net: &SimNetwork) -> Vec<NodeTarget> {
+    net.nodes()
+        .into_iter()
+        .map(|n| {
+            let role = match n.role {
+                SimRole::Validator => Role::Validator,
+                SimRole::Rpc => Role::Rpc,
+            };
+            NodeTarget::new(n.name, n.rpc_url, role)
+        })
+        .collect()
+}
+
+fn prober() -> Prober {
+    Prober::new(ProbeConfig::from(&ProbeSettings {
+        timeout: Duration::from_millis(500),
+        ..ProbeSettings::default()
+    }))
+    .unwrap()
+}
+
+/// Wait until the chain has some blocks (the check compares hashes at a common height).
+async fn blocks(net: &SimNetwork, p: &Prober, at_least: u64) {
+    let t = &targets(net)[0];
+    for _ in 0..200 {
+        let o = p.probe(t, None).await;
+        if o.status().is_some_and(|s| s.height() >= at_least) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the simulated chain did not reach {at_least} blocks");
+}
+
+#[tokio::test]
+async fn a_healthy_network_passes() {
+    let net = network().await;
+    let p = prober();
+    blocks(&net, &p, 3).await;
+    let r = validate_sync(&p, &targets(&net), 2).await;
+    assert!(r.ok, "{}", r.to_text());
+    assert_eq!(r.nodes.len(), 6);
+    assert!(r.canonical_hash.is_some());
+    assert!(r.to_text().contains("validate_sync: OK"));
+}
+
+#[tokio::test]
+async fn down_behind_and_diverged_nodes_fail_it_each_named() {
+    let net = network().await;
+    let p = prober();
+    blocks(&net, &p, 3).await;
+    net.inject("rpc-1", Fault::Crash).await.unwrap();
+    net.inject("rpc-2", Fault::Freeze).await.unwrap();
+    // rpc-2 falls behind while the others go on
+    let frozen_at = p
+        .probe(&targets(&net)[5], None)
+        .await
+        .status()
+        .map(|s| s.height())
+        .unwrap();
+    blocks(&net, &p, frozen_at + 5).await;
+    let r = validate_sync(&p, &targets(&net), 2).await;
+    assert!(!r.ok);
+    let verdict = |name: &str| {
+        r.nodes
+            .iter()
+            .find(|n| n.node == name)
+            .map(|n| n.verdict.clone())
+            .unwrap()
+    };
+    assert!(
+        matches!(verdict("rpc-1"), Verdict::Down { .. }),
+        "{}",
+        r.to_text()
+    );
+    assert!(
+        matches!(verdict("rpc-2"), Verdict::Behind { blocks } if blocks > 2),
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(verdict("validator-1"), Verdict::Ok);
+    assert!(r.to_text().contains("FAILED"));
+
+    // an RPC node on its own branch from the next block on (as a corrupt node would be)
+    net.recover_node("rpc-1").await.unwrap();
+    net.recover_node("rpc-2").await.unwrap();
+    let at = net.height() + 1;
+    net.inject(
+        "rpc-1",
+        Fault::Fork {
+            height: at,
+            branch: None,
+        },
+    )
+    .await
+    .unwrap();
+    blocks(&net, &p, at + 3).await;
+    let r = validate_sync(&p, &targets(&net), 5).await;
+    let forked = r.nodes.iter().find(|n| n.node == "rpc-1").unwrap();
+    assert!(
+        matches!(forked.verdict, Verdict::Diverged { .. }),
+        "{}",
+        r.to_text()
+    );
+    assert!(r.to_text().contains("DIVERGED"), "{}", r.to_text());
+    assert!(!r.ok);
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["nodes"][0]["verdict"].is_string());
+}
