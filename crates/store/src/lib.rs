@@ -385,7 +385,7 @@ impl Store {
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         let mut tx = self.pool.begin().await?;
         if let Some(f) = &self.fence {
-            let lock = match self.dialect {
+            let held = match self.dialect {
                 Dialect::Postgres => {
                     sqlx::query(
                         "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
@@ -393,18 +393,34 @@ impl Store {
                     .bind(f.lease.as_millis().max(1).to_string())
                     .execute(&mut *tx)
                     .await?;
-                    " FOR SHARE"
+                    sqlx::query(
+                        "SELECT epoch FROM leases WHERE name = 'leader' AND holder = $1 \
+                         AND epoch = $2 FOR SHARE",
+                    )
+                    .bind(&f.holder)
+                    .bind(f.epoch)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some()
                 }
-                Dialect::Sqlite => "",
+                // SQLite: the check is a write, so the transaction takes the write lock at
+                // its first statement (waiting out other writers with the busy timeout). A
+                // read first would make the later write fail at once (SQLITE_BUSY_SNAPSHOT)
+                // whenever another connection wrote in between: a message sent and then
+                // not marked sent, sent again (found by the SIGKILL notification test).
+                Dialect::Sqlite => {
+                    sqlx::query(
+                        "UPDATE leases SET epoch = epoch WHERE name = 'leader' AND holder = ? \
+                         AND epoch = ?",
+                    )
+                    .bind(&f.holder)
+                    .bind(f.epoch)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                        == 1
+                }
             };
-            let held = sqlx::query(&self.sql(&format!(
-                "SELECT epoch FROM leases WHERE name = 'leader' AND holder = ? AND epoch = ?{lock}"
-            )))
-            .bind(&f.holder)
-            .bind(f.epoch)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
             if !held {
                 return Err(StoreError::LostLease { epoch: f.epoch });
             }
