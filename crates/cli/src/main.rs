@@ -208,7 +208,8 @@ enum Command {
         store: run::StoreArgs,
     },
     /// Run one of the playbook's scripts. So far: validate_sync (every node at the fleet's
-    /// height with the same block hash; exit 1 when not).
+    /// height with the same block hash) and performance_diagnostics (response time per
+    /// method and peers against the KPI table); exit 1 when the check fails.
     ///
     /// Example: neo-ir run validate_sync --config /etc/neo-ir/neo-ir.toml
     Run {

@@ -386,13 +386,23 @@ pub async fn run_script(
         targets.push(neo_ir_probe::NodeTarget::from_config(n, password));
     }
     let prober = neo_ir_probe::Prober::new(neo_ir_probe::ProbeConfig::from(&cfg.probe))?;
-    let report = neo_ir_runbook::validate_sync(&prober, &targets, max_lag).await;
+    let (ok, text, value) = match script {
+        "performance_diagnostics" => {
+            let r = neo_ir_runbook::performance_diagnostics(&prober, &targets, &cfg.detect.kpi, 3)
+                .await;
+            (r.ok, r.to_text(), serde_json::to_value(&r)?)
+        }
+        _ => {
+            let r = neo_ir_runbook::validate_sync(&prober, &targets, max_lag).await;
+            (r.ok, r.to_text(), serde_json::to_value(&r)?)
+        }
+    };
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", report.to_text());
+        print!("{text}");
     }
-    Ok(if report.ok {
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

@@ -2,16 +2,24 @@
 //! a typed report and an exit code that says whether the check passed.
 //!
 //! Built so far: the network-wide checks over JSON-RPC that change nothing
-//! ([`validate_sync`]). Still to come (issue 6): the node-host scripts through
+//! ([`validate_sync`], [`performance_diagnostics`]). Still to come (issue 6): the node-host scripts through
 //! `neo-ir agent` (diagnostics, recovery, backup and restore, DDoS rules) with dry-run,
 //! approvals for destructive steps and records on the incident timeline.
 
+pub mod perf;
 pub mod sync;
 
+pub use perf::{performance_diagnostics, Level, PerfReport};
 pub use sync::{validate_sync, NodeSync, SyncReport, Verdict};
 
 /// The scripts `neo-ir run` knows, with what each does (for `--help` and errors).
-pub const SCRIPTS: &[(&str, &str)] = &[(
-    "validate_sync",
-    "every node at the fleet's height with the same block hash (exit 1 when not)",
-)];
+pub const SCRIPTS: &[(&str, &str)] = &[
+    (
+        "validate_sync",
+        "every node at the fleet's height with the same block hash (exit 1 when not)",
+    ),
+    (
+        "performance_diagnostics",
+        "response time per method and peers per node against the KPI table (exit 1 when any is off)",
+    ),
+];

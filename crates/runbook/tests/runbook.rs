@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use neo_ir_core::config::ProbeSettings;
+use neo_ir_core::detect::Kpi;
 use neo_ir_core::Role;
 use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
-use neo_ir_runbook::{validate_sync, Verdict};
+use neo_ir_runbook::{performance_diagnostics, validate_sync, Level, Verdict};
 use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
 
 async fn network() -> SimNetwork {
@@ -128,4 +129,43 @@ async fn down_behind_and_diverged_nodes_fail_it_each_named() {
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["ok"], false);
     assert!(json["nodes"][0]["verdict"].is_string());
+}
+
+#[tokio::test]
+async fn performance_diagnostics_times_each_method_and_judges_the_kpi_table() {
+    let net = network().await;
+    let p = prober();
+    blocks(&net, &p, 1).await;
+    let kpi = Kpi {
+        rpc_latency_warn_ms: 150,
+        rpc_latency_crit_ms: 400,
+        ..Kpi::default()
+    };
+    net.inject("rpc-1", Fault::Slow { ms: 200 }).await.unwrap();
+    net.inject("rpc-2", Fault::Crash).await.unwrap();
+    net.inject("validator-2", Fault::Peers { count: 0 })
+        .await
+        .unwrap();
+    let r = performance_diagnostics(&p, &targets(&net), &kpi, 2).await;
+    let node = |name: &str| r.nodes.iter().find(|n| n.node == name).unwrap();
+    assert_eq!(node("validator-1").level, Level::Ok, "{}", r.to_text());
+    assert_eq!(node("validator-1").methods.len(), 4);
+    assert!(node("validator-1")
+        .methods
+        .iter()
+        .all(|m| m.median_ms.is_some()));
+    let slow = node("rpc-1");
+    assert_eq!(slow.level, Level::Warning, "{}", r.to_text());
+    assert!(slow.median_ms.unwrap() >= 200, "{}", r.to_text());
+    assert_eq!(node("rpc-2").level, Level::Down);
+    assert_eq!(
+        node("validator-2").level,
+        Level::Critical,
+        "{}",
+        r.to_text()
+    );
+    assert!(node("validator-2").reasons.iter().any(|r| r == "no peers"));
+    assert!(!r.ok);
+    assert!(r.to_text().contains("getblockcount"));
+    assert!(r.to_text().contains("performance_diagnostics: FAILED"));
 }

@@ -825,6 +825,28 @@ fn run_validate_sync_says_whether_the_network_is_in_sync() {
         .clone();
     assert_eq!(rpc2["verdict"], "down", "{report}");
     let out = neo_ir()
+        .args(["run", "performance_diagnostics", "--json", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "rpc-2 is down: {out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let levels: Vec<(String, String)> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_str().unwrap().into(),
+                n["level"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        levels.contains(&("rpc-2".into(), "down".into())),
+        "{levels:?}"
+    );
+    let out = neo_ir()
         .args(["run", "no_such_script", "--config"])
         .arg(&cfg)
         .output()
