@@ -387,6 +387,34 @@ pub async fn run_script(
     }
     let prober = neo_ir_probe::Prober::new(neo_ir_probe::ProbeConfig::from(&cfg.probe))?;
     let (ok, text, value) = match script {
+        "check_network_partitions" | "identify_canonical_chain" => {
+            let r = neo_ir_runbook::check_network_partitions(&prober, &targets).await;
+            let mut text = r.to_text();
+            let ok = if script == "check_network_partitions" {
+                text.push_str(if r.ok() {
+                    "check_network_partitions: OK, one chain\n"
+                } else {
+                    "check_network_partitions: FAILED\n"
+                });
+                r.ok()
+            } else {
+                text.push_str(&match (r.partitions.first(), r.canonical_backed) {
+                    (Some(p), true) => format!(
+                        "identify_canonical_chain: {} at height {} ({} of {} validators)\n",
+                        p.hash,
+                        r.height.unwrap_or_default(),
+                        p.validators.len(),
+                        r.validators
+                    ),
+                    _ => format!(
+                        "identify_canonical_chain: FAILED, no chain has the {} validators dBFT needs\n",
+                        r.consensus_needs
+                    ),
+                });
+                r.canonical_backed
+            };
+            (ok, text, serde_json::to_value(&r)?)
+        }
         "performance_diagnostics" => {
             let r = neo_ir_runbook::performance_diagnostics(&prober, &targets, &cfg.detect.kpi, 3)
                 .await;

@@ -6,9 +6,11 @@
 //! `neo-ir agent` (diagnostics, recovery, backup and restore, DDoS rules) with dry-run,
 //! approvals for destructive steps and records on the incident timeline.
 
+pub mod partitions;
 pub mod perf;
 pub mod sync;
 
+pub use partitions::{check_network_partitions, PartitionReport};
 pub use perf::{performance_diagnostics, Level, PerfReport};
 pub use sync::{validate_sync, NodeSync, SyncReport, Verdict};
 
@@ -17,6 +19,14 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     (
         "validate_sync",
         "every node at the fleet's height with the same block hash (exit 1 when not)",
+    ),
+    (
+        "check_network_partitions",
+        "which nodes are on which chain, bisected to the first differing block (exit 1 when more than one)",
+    ),
+    (
+        "identify_canonical_chain",
+        "the chain most validators are on, and whether dBFT's M validators back it (exit 1 when not)",
     ),
     (
         "performance_diagnostics",

@@ -6,7 +6,9 @@ use neo_ir_core::config::ProbeSettings;
 use neo_ir_core::detect::Kpi;
 use neo_ir_core::Role;
 use neo_ir_probe::{NodeTarget, ProbeConfig, Prober};
-use neo_ir_runbook::{performance_diagnostics, validate_sync, Level, Verdict};
+use neo_ir_runbook::{
+    check_network_partitions, performance_diagnostics, validate_sync, Level, Verdict,
+};
 use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
 
 async fn network() -> SimNetwork {
@@ -168,4 +170,63 @@ async fn performance_diagnostics_times_each_method_and_judges_the_kpi_table() {
     assert!(!r.ok);
     assert!(r.to_text().contains("getblockcount"));
     assert!(r.to_text().contains("performance_diagnostics: FAILED"));
+}
+
+#[tokio::test]
+async fn partitions_are_found_bisected_and_the_canonical_chain_named() {
+    let net = network().await;
+    let p = prober();
+    blocks(&net, &p, 2).await;
+    let r = check_network_partitions(&p, &targets(&net)).await;
+    assert!(r.ok(), "{}", r.to_text());
+    assert!(r.canonical_backed);
+    assert_eq!((r.validators, r.consensus_needs), (4, 3));
+
+    // one RPC node on its own branch: the canonical chain keeps every validator
+    let at = net.height() + 2;
+    net.inject(
+        "rpc-1",
+        Fault::Fork {
+            height: at,
+            branch: None,
+        },
+    )
+    .await
+    .unwrap();
+    blocks(&net, &p, at + 3).await;
+    let r = check_network_partitions(&p, &targets(&net)).await;
+    assert!(!r.ok());
+    assert_eq!(r.partitions.len(), 2, "{}", r.to_text());
+    assert_eq!(r.partitions[0].validators.len(), 4);
+    assert!(r.canonical_backed);
+    assert_eq!(r.divergences.len(), 1);
+    assert_eq!(r.divergences[0].nodes, ["rpc-1"]);
+    assert_eq!(
+        r.divergences[0].first_differing_height,
+        Some(at),
+        "{}",
+        r.to_text()
+    );
+    assert_eq!(r.divergences[0].last_common_height, Some(at - 1));
+    assert!(r.bisection_requests > 0);
+    assert!(r.to_text().contains("left the canonical chain at height"));
+
+    // validators split two and two: no chain has dBFT's three
+    net.recover_node("rpc-1").await.unwrap();
+    let at = net.height() + 2;
+    for node in ["validator-3", "validator-4"] {
+        net.inject(
+            node,
+            Fault::Fork {
+                height: at,
+                branch: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    }
+    blocks(&net, &p, at + 2).await;
+    let r = check_network_partitions(&p, &targets(&net)).await;
+    assert!(!r.canonical_backed, "{}", r.to_text());
+    assert_eq!(r.partitions.len(), 2, "{}", r.to_text());
 }

@@ -846,6 +846,30 @@ fn run_validate_sync_says_whether_the_network_is_in_sync() {
         levels.contains(&("rpc-2".into(), "down".into())),
         "{levels:?}"
     );
+    for script in ["check_network_partitions", "identify_canonical_chain"] {
+        let out = neo_ir()
+            .args(["run", script, "--json", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            report["unanswered"],
+            serde_json::json!(["rpc-2"]),
+            "{report}"
+        );
+        assert_eq!(
+            report["partitions"].as_array().unwrap().len(),
+            1,
+            "{report}"
+        );
+        let expected = if script == "identify_canonical_chain" {
+            0
+        } else {
+            1
+        };
+        assert_eq!(out.status.code(), Some(expected), "{script}: {out:?}");
+    }
     let out = neo_ir()
         .args(["run", "no_such_script", "--config"])
         .arg(&cfg)
