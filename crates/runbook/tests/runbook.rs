@@ -43,6 +43,13 @@ fn prober() -> Prober {
     .unwrap()
 }
 
+/// Put `node` on its own branch (`branch`) from height `at` on.
+async fn fork(net: &SimNetwork, node: &str, at: u64, branch: Option<u32>) {
+    net.inject(node, Fault::Fork { height: at, branch })
+        .await
+        .unwrap();
+}
+
 /// Wait until the chain has some blocks (the check compares hashes at a common height).
 async fn blocks(net: &SimNetwork, p: &Prober, at_least: u64) {
     let t = &targets(net)[0];
@@ -109,15 +116,7 @@ async fn down_behind_and_diverged_nodes_fail_it_each_named() {
     net.recover_node("rpc-1").await.unwrap();
     net.recover_node("rpc-2").await.unwrap();
     let at = net.height() + 1;
-    net.inject(
-        "rpc-1",
-        Fault::Fork {
-            height: at,
-            branch: None,
-        },
-    )
-    .await
-    .unwrap();
+    fork(&net, "rpc-1", at, None).await;
     blocks(&net, &p, at + 3).await;
     let r = validate_sync(&p, &targets(&net), 5).await;
     let forked = r.nodes.iter().find(|n| n.node == "rpc-1").unwrap();
@@ -184,15 +183,7 @@ async fn partitions_are_found_bisected_and_the_canonical_chain_named() {
 
     // one RPC node on its own branch: the canonical chain keeps every validator
     let at = net.height() + 2;
-    net.inject(
-        "rpc-1",
-        Fault::Fork {
-            height: at,
-            branch: None,
-        },
-    )
-    .await
-    .unwrap();
+    fork(&net, "rpc-1", at, None).await;
     blocks(&net, &p, at + 3).await;
     let r = check_network_partitions(&p, &targets(&net)).await;
     assert!(!r.ok());
@@ -215,15 +206,7 @@ async fn partitions_are_found_bisected_and_the_canonical_chain_named() {
     net.recover_node("rpc-1").await.unwrap();
     let at = net.height() + 2;
     for node in ["validator-3", "validator-4"] {
-        net.inject(
-            node,
-            Fault::Fork {
-                height: at,
-                branch: Some(1),
-            },
-        )
-        .await
-        .unwrap();
+        fork(&net, node, at, Some(1)).await;
     }
     blocks(&net, &p, at + 2).await;
     let r = check_network_partitions(&p, &targets(&net)).await;
