@@ -636,35 +636,27 @@ fn context(n: &Notification) -> Value {
     }))
 }
 
-/// A sample incident for [`Templates::check`] and the tests.
+/// A sample incident for [`Templates::check`] and the tests: opened as the engine opens
+/// one, then moved to investigating with an IC.
 fn sample_incident(severity: Severity) -> Incident {
     let opened: Timestamp = "2024-05-01T12:00:00Z".parse().expect("a timestamp");
-    Incident {
-        id: 42,
-        version: 1,
+    let finding = neo_ir_core::incident::Finding {
         key: "consensus_failure".to_string(),
         kind: neo_ir_core::incident::IncidentKind::ConsensusFailure,
         severity,
-        status: neo_ir_core::incident::Status::Investigating,
         nodes: vec!["rpc-1".to_string(), "rpc-2".to_string()],
         summary: "no new block for 90 s on 2 of 2 nodes".to_string(),
         evidence: json!({"height": 5_123_456, "stalled_s": 90, "view": null, "leader": "cn-3"}),
-        opened_at: opened,
-        resolved_at: None,
-        updated_at: opened,
-        detected_severity: severity,
-        cleared_at: None,
-        roles: BTreeMap::from([(ResponseRole::IC, "alice".to_string())]),
-        ack_due_at: None,
-        acked_at: None,
-        acked_by: None,
-        ack_breached_at: None,
-        escalation_policy: None,
-        escalation_step: 0,
-        escalation_due_at: None,
-        last_update_at: None,
-        update_due_at: None,
-    }
+    };
+    let mut incident = neo_ir_core::lifecycle::open(
+        &finding,
+        opened,
+        &neo_ir_core::oncall::ResponseConfig::default(),
+    );
+    incident.id = 42;
+    incident.status = neo_ir_core::incident::Status::Investigating;
+    incident.roles = BTreeMap::from([(ResponseRole::IC, "alice".to_string())]);
+    incident
 }
 
 /// Sample notifications of every kind, for every event that calls for one, in a full and a
