@@ -24,18 +24,35 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub async fn open(&self) -> anyhow::Result<Store> {
-        let url = match (&self.store, &self.config) {
+    /// The configuration file given or found (`None`: there is none).
+    fn load(&self) -> anyhow::Result<Option<Config>> {
+        Ok(self
+            .config
+            .clone()
+            .or_else(find_config)
+            .map(|p| config::load(&p))
+            .transpose()?)
+    }
+
+    /// Open the store `--store` names, else the configuration's, else the default.
+    async fn open_from(&self, cfg: Option<&Config>) -> anyhow::Result<Store> {
+        let url = match (&self.store, cfg) {
             (Some(url), _) => url.clone(),
-            (None, Some(path)) => config::load(path)?.store.url,
-            (None, None) => match find_config() {
-                Some(path) => config::load(&path)?.store.url,
-                None => DEFAULT_STORE_URL.to_string(),
-            },
+            (None, Some(c)) => c.store.url.clone(),
+            (None, None) => DEFAULT_STORE_URL.to_string(),
         };
         Store::open(&url)
             .await
             .with_context(|| format!("opening the store {url}"))
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        // with --store, no configuration file is read
+        let cfg = match &self.store {
+            Some(_) => None,
+            None => self.load()?,
+        };
+        self.open_from(cfg.as_ref()).await
     }
 
     /// The store, and the response settings (escalation, update intervals) of the
@@ -43,16 +60,8 @@ impl StoreArgs {
     pub async fn open_with_response(
         &self,
     ) -> anyhow::Result<(Store, neo_ir_core::oncall::ResponseConfig)> {
-        let path = self.config.clone().or_else(find_config);
-        let cfg = path.map(|p| config::load(&p)).transpose()?;
-        let url = match (&self.store, &cfg) {
-            (Some(url), _) => url.clone(),
-            (None, Some(c)) => c.store.url.clone(),
-            (None, None) => DEFAULT_STORE_URL.to_string(),
-        };
-        let store = Store::open(&url)
-            .await
-            .with_context(|| format!("opening the store {url}"))?;
+        let cfg = self.load()?;
+        let store = self.open_from(cfg.as_ref()).await?;
         Ok((store, cfg.map(|c| c.response).unwrap_or_default()))
     }
 }
