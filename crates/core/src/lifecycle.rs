@@ -388,8 +388,10 @@ pub fn due(
             EventType::UpdateDue,
             format!(
                 "no update since {}: post one ({} incidents are updated every {})",
+                // the last person's update is recorded: no need to work it back from the due
+                // time (which, after the first reminder, is no longer one interval after it)
                 human_ms(millis_between(
-                    every.map_or(due_at, |e| minus(due_at, e)),
+                    incident.last_update_at.unwrap_or(due_at),
                     now
                 )),
                 incident.severity,
@@ -452,13 +454,6 @@ fn derive(incident: &mut Incident, cfg: &ResponseConfig) {
             .zip(cfg.update_every(incident.severity))
             .map(|(last, every)| plus(last, every));
     }
-}
-
-fn minus(t: Timestamp, d: std::time::Duration) -> Timestamp {
-    jiff::SignedDuration::try_from(d)
-        .ok()
-        .and_then(|d| t.checked_sub(d).ok())
-        .unwrap_or(Timestamp::MIN)
 }
 
 /// The timeline event of `incident` missing its response target, recorded at `now`.
