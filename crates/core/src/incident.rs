@@ -373,6 +373,13 @@ pub enum EventType {
     ReviewScheduled,
     /// A message gave up on a channel (the reason, and the fallback it went to).
     NotificationFailed,
+    /// A runbook run on this incident: requested, awaiting approval, approved, finished (with
+    /// its output).
+    RunbookRun,
+    /// A checklist item of the incident kind's runbook marked done or undone.
+    ChecklistStep,
+    /// Auto-remediation: a policy started a run, or its circuit breaker opened.
+    Remediation,
     Resolved,
 }
 
@@ -398,6 +405,9 @@ impl EventType {
             EventType::StatusUpdate => "status_update",
             EventType::ReviewScheduled => "review_scheduled",
             EventType::NotificationFailed => "notification_failed",
+            EventType::RunbookRun => "runbook_run",
+            EventType::ChecklistStep => "checklist_step",
+            EventType::Remediation => "remediation",
             EventType::Resolved => "resolved",
         }
     }
