@@ -30,6 +30,33 @@ pub struct Config {
     pub response: crate::oncall::ResponseConfig,
     /// Channels and routes of messages (`[notify]`).
     pub notify: crate::notify::NotifySettings,
+    /// Runbook runs and auto-remediation (`[runbook]`, `[[remediation]]`).
+    pub runbook: RunbookSettings,
+}
+
+/// `[runbook]` and `[[remediation]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunbookSettings {
+    /// Hard limit on one operation on a node's agent (a restart waits for the node's RPC).
+    pub agent_timeout: Duration,
+    /// After an automatic run, how long the node has to be back in sync (`validate_sync`)
+    /// before the run counts as failed and the circuit breaker opens.
+    pub verify_within: Duration,
+    /// Blocks a node may be behind the fleet and still count as in sync when verifying.
+    pub max_lag: u64,
+    /// Auto-remediation policies; none by default (off).
+    pub remediation: Vec<crate::runbook::RemediationPolicy>,
+}
+
+impl Default for RunbookSettings {
+    fn default() -> Self {
+        RunbookSettings {
+            agent_timeout: Duration::from_secs(300),
+            verify_within: Duration::from_secs(120),
+            max_lag: 2,
+            remediation: Vec::new(),
+        }
+    }
 }
 
 impl Config {
@@ -50,6 +77,7 @@ impl Config {
             },
             response: crate::oncall::ResponseConfig::default(),
             notify: crate::notify::NotifySettings::default(),
+            runbook: RunbookSettings::default(),
         }
     }
 }
@@ -231,6 +259,30 @@ struct RawConfig {
     schedule: Vec<RawSchedule>,
     #[serde(default)]
     notify: RawNotify,
+    #[serde(default)]
+    runbook: RawRunbook,
+    #[serde(default)]
+    remediation: Vec<RawRemediation>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRunbook {
+    agent_timeout: Option<String>,
+    verify_within: Option<String>,
+    max_lag: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemediation {
+    kind: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    script: String,
+    max_runs: Option<u32>,
+    window: Option<String>,
+    delay: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -664,6 +716,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 
     let response = response(&located, raw.response, raw.escalation, raw.schedule)?;
     let notify = notify(&located, raw.notify)?;
+    let runbook = runbook(&located, raw.runbook, raw.remediation)?;
     Ok(Config {
         nodes,
         probe,
@@ -672,7 +725,97 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         server,
         response,
         notify,
+        runbook,
     })
+}
+
+/// Scripts auto-remediation may run: the node-host ones that bring a node back. Anything
+/// else (restores, firewall rules, view changes) is a person's decision.
+pub const REMEDIATION_SCRIPTS: &[&str] = &["quick_recovery", "emergency_cleanup"];
+
+/// `[runbook]` and `[[remediation]]`.
+fn runbook(
+    located: &Locator<'_>,
+    raw: RawRunbook,
+    policies: Vec<RawRemediation>,
+) -> Result<RunbookSettings, ConfigError> {
+    let mut out = RunbookSettings::default();
+    if let Some(s) = &raw.agent_timeout {
+        out.agent_timeout = located.duration("runbook", "agent_timeout", s)?;
+    }
+    if let Some(s) = &raw.verify_within {
+        out.verify_within = located.duration("runbook", "verify_within", s)?;
+    }
+    if let Some(n) = raw.max_lag {
+        out.max_lag = n;
+    }
+    for (i, p) in policies.into_iter().enumerate() {
+        let at = |key: &str| located.nth_key_in_table("remediation", i, key);
+        let key = |k: &str| format!("remediation[{i}].{k}");
+        let kind = p
+            .kind
+            .parse::<crate::incident::IncidentKind>()
+            .map_err(|e| located.error(at("kind"), &key("kind"), &e.to_string()))?;
+        if !REMEDIATION_SCRIPTS.contains(&p.script.as_str()) {
+            return Err(located.error(
+                at("script"),
+                &key("script"),
+                &format!(
+                    "{:?} cannot run automatically; allowed: {}",
+                    p.script,
+                    REMEDIATION_SCRIPTS.join(", ")
+                ),
+            ));
+        }
+        let mut roles = Vec::new();
+        for r in &p.roles {
+            roles.push(match r.as_str() {
+                "validator" => Role::Validator,
+                "rpc" => Role::Rpc,
+                other => {
+                    return Err(located.error(
+                        at("roles"),
+                        &key("roles"),
+                        &format!("expected \"validator\" or \"rpc\", got {other:?}"),
+                    ))
+                }
+            });
+        }
+        let dur = |name: &str, v: &Option<String>, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => humantime::parse_duration(s).map_err(|e| {
+                located.error(
+                    at(name),
+                    &key(name),
+                    &format!("expected a duration such as \"30s\" or \"1h\", got {s:?} ({e})"),
+                )
+            }),
+        };
+        let max_runs = p.max_runs.unwrap_or(3);
+        if max_runs == 0 {
+            return Err(located.error(
+                at("max_runs"),
+                &key("max_runs"),
+                "must be at least 1 (remove the policy to turn it off)",
+            ));
+        }
+        if out.remediation.iter().any(|o| o.kind == kind) {
+            return Err(located.error(
+                at("kind"),
+                &key("kind"),
+                &format!("{kind} already has a remediation policy"),
+            ));
+        }
+        out.remediation.push(crate::runbook::RemediationPolicy {
+            kind,
+            roles,
+            script: p.script,
+            max_runs,
+            window: dur("window", &p.window, Duration::from_secs(3600))?,
+            delay: dur("delay", &p.delay, Duration::from_secs(30))?,
+        });
+    }
+    Ok(out)
 }
 
 /// `[notify]`, `[[notify.channels]]`, `[[notify.routes]]`.
@@ -1395,6 +1538,30 @@ listen = "127.0.0.1:0"
         assert_eq!(parse_size("100").unwrap(), 100);
         assert_eq!(parse_size("2 KB").unwrap(), 2000);
         assert!(parse_size("8 parsecs").is_err());
+    }
+
+    #[test]
+    fn remediation_policies_are_off_by_default_and_checked() {
+        let node = "[[nodes]]\nname = \"a\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n";
+        let c = parse(node, Path::new("neo-ir.toml")).unwrap();
+        assert!(c.runbook.remediation.is_empty(), "off by default");
+        let text = format!(
+            "{node}\n[runbook]\nverify_within = \"45s\"\n\n[[remediation]]\nkind = \"node_down\"\nroles = [\"rpc\"]\nscript = \"quick_recovery\"\nmax_runs = 2\nwindow = \"30m\"\n"
+        );
+        let c = parse(&text, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(c.runbook.verify_within, Duration::from_secs(45));
+        let p = &c.runbook.remediation[0];
+        assert_eq!(p.kind, crate::incident::IncidentKind::NodeDown);
+        assert_eq!((p.max_runs, p.window), (2, Duration::from_secs(1800)));
+        assert_eq!(p.roles, vec![Role::Rpc]);
+        assert_eq!(p.delay, Duration::from_secs(30));
+        let bad = text.replace("quick_recovery", "restore_backup");
+        let e = parse(&bad, Path::new("neo-ir.toml")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("remediation[0].script"), "{e}");
+        assert_eq!(e.line, Some(12), "{e}");
+        let bad = text.replace("max_runs = 2", "max_runs = 0");
+        let e = parse(&bad, Path::new("neo-ir.toml")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("remediation[0].max_runs"), "{e}");
     }
 
     #[test]

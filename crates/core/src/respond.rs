@@ -476,6 +476,31 @@ pub fn action(
     )
 }
 
+/// Put a machine-made event on the timeline (a runbook run's request, approval or output,
+/// a checklist mark, an auto-remediation step). It does not count as a person's update (the
+/// update reminder keeps running: a script's output is not a message to stakeholders), and a
+/// reviewed incident's record is final.
+pub fn record(
+    incident: &Incident,
+    t: EventType,
+    message: String,
+    data: serde_json::Value,
+    now: Timestamp,
+) -> Result<Mutation, Refusal> {
+    if incident.status == Status::Reviewed {
+        return Err(Refusal::Conflict(format!(
+            "incident {} is reviewed: its timeline is part of the record now",
+            incident.id
+        )));
+    }
+    let mut next = incident.clone();
+    next.updated_at = now;
+    Ok(Mutation {
+        incident: next,
+        events: vec![TimelineEvent::new(now, t, message, data)],
+    })
+}
+
 /// A person's public status update (the playbook's INCIDENT UPDATE): it goes to the
 /// incident's channels and the status page, unlike a note, which stays internal.
 pub fn status_update(
