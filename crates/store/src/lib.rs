@@ -30,6 +30,13 @@ use neo_ir_core::respond::Refusal;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod runs;
+
+pub use runs::{
+    Attachment, ChecklistMark, NewRun, RunFilter, RunRefusal, INTERRUPTED_SUMMARY,
+    MAX_ATTACHMENT_BYTES,
+};
+
 /// Store errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +66,28 @@ pub enum StoreError {
         "this instance no longer holds the leader's lease (epoch {epoch}): another instance leads"
     )]
     LostLease { epoch: i64 },
+    #[error("run {0} does not exist")]
+    NoSuchRun(i64),
+    #[error("run {id} is {status}, not running: only a running run can finish")]
+    RunNotRunning { id: i64, status: &'static str },
+    #[error("a run cannot be {what} as {status}: expected {allowed}")]
+    RunStatusNotAllowed {
+        what: &'static str,
+        status: &'static str,
+        allowed: &'static str,
+    },
+    #[error("{key:?} is not an item of the {kind} checklist: expected one of {known}")]
+    UnknownChecklistItem {
+        key: String,
+        kind: &'static str,
+        known: String,
+    },
+    #[error("attachment of {bytes} bytes refused: at most {max} bytes (16 MiB)")]
+    AttachmentTooLarge { bytes: usize, max: usize },
+    #[error("attachment refused: {0}")]
+    InvalidAttachment(String),
+    #[error("run {run} belongs to another incident than {incident}")]
+    RunOfAnotherIncident { run: i64, incident: i64 },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
