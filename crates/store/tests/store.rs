@@ -3,7 +3,8 @@
 //! overrides the URL; when no server answers, the PostgreSQL half is skipped with a printed
 //! reason). Changes with their timeline, one open incident per cause, survival across
 //! reopen (a restart), node views, people's mutations with their audit records, version
-//! conflicts, silences, the leader's lease and the fence on a lost lease.
+//! conflicts, silences, the leader's lease and the fence on a lost lease; the runbook tables
+//! (runs, approvals, checklist marks, attachments) in the `runs` module.
 
 use jiff::Timestamp;
 use neo_ir_core::clock::{Clock, ManualClock};
@@ -16,6 +17,10 @@ use neo_ir_core::Role;
 use neo_ir_store::{Audit, Dialect, Fence, ListFilter, NewSilence, Store, StoreError};
 use sqlx::Connection;
 use std::time::Duration;
+
+/// The runbook tables (a module of this test binary, not a binary of its own).
+#[path = "store/runs.rs"]
+mod runs;
 
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
