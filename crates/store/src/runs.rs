@@ -109,15 +109,14 @@ impl Store {
                 allowed: "dry_run, awaiting_approval, running or refused",
             });
         }
-        let finished_at = new.status.is_final().then_some(new.created_at);
         let mut tx = self.begin().await?;
         if let Some(incident) = new.incident_id {
             incident_kind(self.dialect, &mut tx, incident).await?;
         }
-        let id: i64 = sqlx::query(&self.sql(
+        let row = sqlx::query(&self.sql(
             "INSERT INTO runs (script, args, node, incident_id, status, requested_by, \
              approved_by, approved_at, plan, results, report, summary, automatic, created_at, \
-             finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?) RETURNING id",
+             finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?, ?) RETURNING *",
         ))
         .bind(&new.script)
         .bind(to_json(&new.args))
@@ -136,28 +135,16 @@ impl Store {
         .bind(&new.summary)
         .bind(i64::from(new.automatic))
         .bind(new.created_at.as_millisecond())
-        .bind(finished_at.map(|t| t.as_millisecond()))
+        .bind(
+            new.status
+                .is_final()
+                .then_some(new.created_at.as_millisecond()),
+        )
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        .await?;
+        let run = run_from_row(&row)?;
         tx.commit().await?;
-        Ok(Run {
-            id,
-            script: new.script.clone(),
-            args: new.args.clone(),
-            node: new.node.clone(),
-            incident_id: new.incident_id,
-            status: new.status,
-            requested_by: new.requested_by.clone(),
-            approved_by: new.approved_by.clone(),
-            plan: new.plan.clone(),
-            results: Vec::new(),
-            report: new.report.clone(),
-            summary: new.summary.clone(),
-            created_at: new.created_at,
-            finished_at,
-            automatic: new.automatic,
-        })
+        Ok(run)
     }
 
     /// One run.
@@ -476,7 +463,6 @@ impl Store {
                 max: MAX_ATTACHMENT_BYTES,
             });
         }
-        let sha256 = hex::encode(Sha256::digest(bytes));
         let mut tx = self.pool.begin().await?;
         incident_kind(self.dialect, &mut tx, incident_id).await?;
         if let Some(run) = run_id {
@@ -493,32 +479,23 @@ impl Store {
                 });
             }
         }
-        let id: i64 = sqlx::query(&self.sql(
+        let row = sqlx::query(&self.sql(&format!(
             "INSERT INTO attachments (incident_id, run_id, name, content_type, size, sha256, \
-             content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        ))
+             content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {ATTACHMENT_COLUMNS}"
+        )))
         .bind(incident_id)
         .bind(run_id)
         .bind(name)
         .bind(content_type)
         .bind(bytes.len() as i64)
-        .bind(&sha256)
+        .bind(hex::encode(Sha256::digest(bytes)))
         .bind(bytes)
         .bind(now.as_millisecond())
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
+        .await?;
+        let attachment = attachment_from_row(&row)?;
         tx.commit().await?;
-        Ok(Attachment {
-            id,
-            incident_id,
-            run_id,
-            name: name.to_string(),
-            content_type: content_type.to_string(),
-            bytes: bytes.len() as u64,
-            sha256,
-            created_at: now,
-        })
+        Ok(attachment)
     }
 
     /// The attachments of an incident, oldest first (metadata only).

@@ -30,6 +30,13 @@ fn alice() -> Actor {
     }
 }
 
+fn bob() -> Actor {
+    Actor {
+        who: "bob".into(),
+        from: "api 127.0.0.1:5000".into(),
+    }
+}
+
 /// Open an incident for `key` the way the engine does.
 async fn incident(store: &Store, key: &str) -> Incident {
     let a = Assessment {
@@ -179,10 +186,7 @@ async fn approvals_race_once_and_are_audited_like_declines() {
 async fn approvals(url: &str) {
     let store = Store::open(url).await.unwrap();
     let inc = incident(&store, "node_down:rpc-1").await;
-    let bob = Actor {
-        who: "bob".into(),
-        from: "api 127.0.0.1:5000".into(),
-    };
+    let bob = bob();
 
     // two people approve the same run at once, several times over: exactly one wins each
     for round in 0..5 {
@@ -586,10 +590,7 @@ async fn checklist_marks(url: &str) {
     let store = Store::open(url).await.unwrap();
     let inc = incident(&store, "node_down:rpc-1").await;
     let other = incident(&store, "node_down:rpc-2").await;
-    let bob = Actor {
-        who: "bob".into(),
-        from: "api 127.0.0.1:1".into(),
-    };
+    let bob = bob();
     assert!(store.checklist_marks(inc.id).await.unwrap().is_empty());
     store
         .set_checklist_item(inc.id, "diagnostics", true, &alice(), at(1))
