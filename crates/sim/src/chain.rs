@@ -129,6 +129,29 @@ impl Chain {
         }
     }
 
+    /// A chain starting at `genesis` (a standalone node's, loaded from disk or fetched from
+    /// its upstream: it does not know the network's seed and never produces blocks).
+    pub fn with_genesis(network: u32, genesis: Block) -> Chain {
+        Chain {
+            network,
+            seed: 0,
+            by_hash: HashMap::from([(genesis.hash, genesis.index)]),
+            blocks: vec![genesis],
+        }
+    }
+
+    /// Appends a block made elsewhere if it extends the tip (next index, previous hash = the
+    /// tip's hash); false, and nothing changes, otherwise.
+    pub fn append(&mut self, block: Block) -> bool {
+        let tip = self.blocks.last().expect("genesis exists");
+        if block.index != tip.index + 1 || block.prev != tip.hash {
+            return false;
+        }
+        self.by_hash.insert(block.hash, block.index);
+        self.blocks.push(block);
+        true
+    }
+
     pub fn network(&self) -> u32 {
         self.network
     }

@@ -9,9 +9,13 @@
 //! The simulator is an independent peer: it builds its JSON itself and shares no parsing code
 //! with the project's probe.
 //!
+//! [`standalone`] runs one simulated node as its own process (`neo-ir sim node`): it follows a
+//! network's node, keeps its chain in a data directory (with a `LOCK` and checksummed
+//! records) and serves the same JSON-RPC; its database tools check, repair and optimize it.
+//!
 //! Modules: [`chain`] (blocks, hashing, dBFT producer), [`node`] (per-node faults and chain
 //! view), `rpc` (the JSON-RPC handler), [`control`] (the control API), `network` (listeners
-//! and lifecycle), [`error`].
+//! and lifecycle), [`standalone`], [`error`].
 
 pub mod chain;
 pub mod control;
@@ -19,6 +23,7 @@ pub mod error;
 mod network;
 pub mod node;
 mod rpc;
+pub mod standalone;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use serde::{Deserialize, Serialize};
 pub use error::SimError;
 pub use node::Fault;
 pub use rpc::{HUGE_FILLER_BYTES, LIE_OFFSET, USER_AGENT};
+pub use standalone::{run_node, NodeError, NodeOptions};
 
 use network::Shared;
 

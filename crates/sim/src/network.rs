@@ -87,7 +87,7 @@ pub(crate) fn url_host(host: IpAddr) -> IpAddr {
     }
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
     let err = |source| SimError::Bind { addr, source };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -102,7 +102,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, SimError> {
 
 /// Serves `router` on `listener` until the task is aborted; aborting drops the listener and
 /// every open connection.
-async fn accept_loop(listener: TcpListener, router: Router) {
+pub(crate) async fn accept_loop(listener: TcpListener, router: Router) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chain::{self, Block, NEXT_CONSENSUS};
+use crate::chain::{self, Block, Chain, NEXT_CONSENSUS};
 use crate::network::{url_host, Shared};
 use crate::node::NodeState;
 
@@ -68,12 +68,7 @@ async fn entry(State(ctx): State<NodeCtx>, method: Method, uri: Uri, body: Bytes
         return metrics_response(&ctx);
     }
     if method != Method::POST {
-        return (
-            StatusCode::METHOD_NOT_ALLOWED,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "Used HTTP Method is not allowed. POST is required",
-        )
-            .into_response();
+        return method_not_allowed();
     }
     let (garbage, huge) = ctx.node(|n| (n.faults.garbage, n.faults.huge));
     if garbage {
@@ -82,8 +77,30 @@ async fn entry(State(ctx): State<NodeCtx>, method: Method, uri: Uri, body: Bytes
     if huge {
         return huge_response(&body);
     }
-    let out = handle_body(&ctx, &body);
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+    json_response(handle_body(&body, |method, params| {
+        let mut guard = ctx.shared.state.lock().expect("state lock");
+        let st = &mut *guard;
+        let id = NetIdentity {
+            shared: &ctx.shared,
+            idx: ctx.idx,
+        };
+        dispatch(&id, &st.chain, &mut st.nodes[ctx.idx], method, params)
+    }))
+}
+
+/// The answer of neo-rs to anything but a POST on its JSON-RPC port.
+pub(crate) fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "Used HTTP Method is not allowed. POST is required",
+    )
+        .into_response()
+}
+
+/// A JSON-RPC answer body as HTTP 200 (errors too, like neo-rs).
+pub(crate) fn json_response(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 impl NodeCtx {
@@ -103,8 +120,17 @@ fn metrics_response(ctx: &NodeCtx) -> Response {
     let (height, peers) = {
         let st = ctx.shared.state.lock().expect("state lock");
         let node = &st.nodes[ctx.idx];
-        (node.height(&st.chain), peer_count(ctx, node))
+        let id = NetIdentity {
+            shared: &ctx.shared,
+            idx: ctx.idx,
+        };
+        (node.height(&st.chain), peer_count(&id, node))
     };
+    metrics_text(ctx.shared.cfg.network, height, peers)
+}
+
+/// The Prometheus exposition of a node on `network` at `height` with `peers` connections.
+pub(crate) fn metrics_text(network: u32, height: u64, peers: u32) -> Response {
     let version = USER_AGENT
         .trim_matches('/')
         .rsplit(':')
@@ -123,7 +149,6 @@ fn metrics_response(ctx: &NodeCtx) -> Response {
          # HELP neo_node_up Whether the node process is running\n\
          # TYPE neo_node_up gauge\n\
          neo_node_up 1\n",
-        network = ctx.shared.cfg.network,
     );
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body).into_response()
 }
@@ -167,7 +192,7 @@ fn huge_response(request: &[u8]) -> Response {
 
 /// A JSON-RPC error object (`data` only when set, like neo-rs).
 #[derive(Debug, Serialize)]
-struct RpcError {
+pub(crate) struct RpcError {
     code: i64,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -225,21 +250,28 @@ fn envelope(id: &Value, outcome: Result<String, RpcError>) -> String {
     }
 }
 
-fn handle_body(ctx: &NodeCtx, body: &[u8]) -> String {
+/// Answers a request body (one call or a batch), each call answered by `call(method, params)`.
+pub(crate) fn handle_body(
+    body: &[u8],
+    mut call: impl FnMut(&str, &[Value]) -> Result<String, RpcError>,
+) -> String {
     match serde_json::from_slice::<Value>(body) {
         Err(_) => envelope(&Value::Null, Err(RpcError::parse_error())),
         Ok(Value::Array(items)) if items.is_empty() => {
             envelope(&Value::Null, Err(RpcError::invalid_request()))
         }
         Ok(Value::Array(items)) => {
-            let parts: Vec<String> = items.iter().map(|it| handle_one(ctx, it)).collect();
+            let parts: Vec<String> = items.iter().map(|it| handle_one(&mut call, it)).collect();
             format!("[{}]", parts.join(","))
         }
-        Ok(v) => handle_one(ctx, &v),
+        Ok(v) => handle_one(&mut call, &v),
     }
 }
 
-fn handle_one(ctx: &NodeCtx, req: &Value) -> String {
+fn handle_one(
+    call: &mut impl FnMut(&str, &[Value]) -> Result<String, RpcError>,
+    req: &Value,
+) -> String {
     let Value::Object(obj) = req else {
         return envelope(&Value::Null, Err(RpcError::invalid_request()));
     };
@@ -255,14 +287,14 @@ fn handle_one(ctx: &NodeCtx, req: &Value) -> String {
             return envelope(&id, Err(RpcError::invalid_params(detail)));
         }
     };
-    envelope(&id, dispatch(ctx, method, params))
+    envelope(&id, call(method, params))
 }
 
-fn hash_hex(h: &[u8; 32]) -> String {
+pub(crate) fn hash_hex(h: &[u8; 32]) -> String {
     format!("0x{}", hex::encode(h))
 }
 
-fn parse_hash(s: &str) -> Option<[u8; 32]> {
+pub(crate) fn parse_hash(s: &str) -> Option<[u8; 32]> {
     let s = s
         .strip_prefix("0x")
         .or_else(|| s.strip_prefix("0X"))
@@ -353,19 +385,122 @@ struct ProtocolJson {
     seedlist: Vec<String>,
 }
 
+/// `getversion`; `protocol` is ours for a network node and the upstream's for a standalone one.
 #[derive(Serialize)]
-struct VersionJson {
+struct VersionJson<'a, P: Serialize> {
     tcpport: u16,
     nonce: u32,
     useragent: &'static str,
     rpc: RpcInfo,
-    protocol: ProtocolJson,
+    protocol: &'a P,
+}
+
+/// The `getversion` result of a node advertising P2P port `tcpport` and `nonce`.
+pub(crate) fn version_json<P: Serialize>(tcpport: u16, nonce: u32, protocol: &P) -> String {
+    to_json(&VersionJson {
+        tcpport,
+        nonce,
+        useragent: USER_AGENT,
+        rpc: RpcInfo {
+            maxiteratorresultitems: 100,
+            sessionenabled: false,
+        },
+        protocol,
+    })
+}
+
+/// What differs between a node of a [`Shared`] network and a standalone node: who it is
+/// (keys of the validators, `getversion`) and whom it is connected to.
+pub(crate) trait Identity {
+    /// Public keys of the validators (they make the block witnesses).
+    fn keys(&self) -> &[[u8; 33]];
+    /// `getconnectioncount` when no `peers` fault says otherwise.
+    fn peer_count(&self) -> u32;
+    /// The `count` connected peers of `getpeers`.
+    fn peers(&self, count: usize) -> Vec<Peer>;
+    /// The `getversion` result.
+    fn version(&self) -> String;
+}
+
+/// A node of a simulated network.
+struct NetIdentity<'a> {
+    shared: &'a Shared,
+    idx: usize,
+}
+
+impl Identity for NetIdentity<'_> {
+    fn keys(&self) -> &[[u8; 33]] {
+        &self.shared.keys
+    }
+
+    fn peer_count(&self) -> u32 {
+        self.shared.specs.len().saturating_sub(1) as u32
+    }
+
+    fn peers(&self, count: usize) -> Vec<Peer> {
+        let shared = self.shared;
+        let address = url_host(shared.cfg.host).to_string();
+        let others: Vec<u16> = shared
+            .specs
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != self.idx)
+            .map(|(_, s)| s.tcpport)
+            .collect();
+        let own = shared.specs[self.idx].tcpport;
+        (0..count)
+            .map(|k| Peer {
+                address: address.clone(),
+                port: if others.is_empty() {
+                    own.wrapping_add(1 + k as u16)
+                } else {
+                    others[k % others.len()]
+                },
+            })
+            .collect()
+    }
+
+    fn version(&self) -> String {
+        let shared = self.shared;
+        let cfg = &shared.cfg;
+        let spec = &shared.specs[self.idx];
+        let address = url_host(cfg.host).to_string();
+        version_json(
+            spec.tcpport,
+            spec.nonce,
+            &ProtocolJson {
+                addressversion: 53,
+                network: cfg.network,
+                validatorscount: cfg.validators,
+                msperblock: cfg.msperblock,
+                maxtraceableblocks: 2_102_400,
+                maxvaliduntilblockincrement: 5760,
+                maxtransactionsperblock: 5000,
+                memorypoolmaxtransactions: 50_000,
+                initialgasdistribution: 5_200_000_000_000_000,
+                hardforks: HARDFORKS
+                    .iter()
+                    .map(|name| Hardfork {
+                        name,
+                        blockheight: 0,
+                    })
+                    .collect(),
+                standbycommittee: shared.keys.iter().map(hex::encode).collect(),
+                seedlist: shared
+                    .specs
+                    .iter()
+                    .take(cfg.validators as usize)
+                    .map(|s| format!("{address}:{}", s.tcpport))
+                    .collect(),
+            },
+        )
+    }
 }
 
 #[derive(Serialize)]
-struct Peer {
-    address: String,
-    port: u16,
+pub(crate) struct Peer {
+    pub address: String,
+    pub port: u16,
 }
 
 #[derive(Serialize)]
@@ -399,13 +534,14 @@ const HARDFORKS: [&str; 7] = [
     "Gorgon",
 ];
 
-fn dispatch(ctx: &NodeCtx, method: &str, params: &[Value]) -> Result<String, RpcError> {
-    let shared = &ctx.shared;
-    let cfg = &shared.cfg;
-    let mut guard = shared.state.lock().expect("state lock");
-    let st = &mut *guard;
-    let chain = &st.chain;
-    let node = &mut st.nodes[ctx.idx];
+/// Answers one call of a node with identity `id` whose view of `chain` is `node`.
+pub(crate) fn dispatch(
+    id: &dyn Identity,
+    chain: &Chain,
+    node: &mut NodeState,
+    method: &str,
+    params: &[Value],
+) -> Result<String, RpcError> {
     let height = node.height(chain);
     match method {
         "getblockcount" => {
@@ -464,74 +600,15 @@ fn dispatch(ctx: &NodeCtx, method: &str, params: &[Value]) -> Result<String, Rpc
             } else {
                 None
             };
-            Ok(header_json(&block, &shared.keys, height, next, verbose))
+            Ok(header_json(&block, id.keys(), height, next, verbose))
         }
-        "getconnectioncount" => Ok(to_json(&peer_count(ctx, node))),
-        "getpeers" => {
-            let count = peer_count(ctx, node) as usize;
-            let address = url_host(cfg.host).to_string();
-            let others: Vec<u16> = shared
-                .specs
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != ctx.idx)
-                .map(|(_, s)| s.tcpport)
-                .collect();
-            let own = shared.specs[ctx.idx].tcpport;
-            let connected = (0..count)
-                .map(|k| Peer {
-                    address: address.clone(),
-                    port: if others.is_empty() {
-                        own.wrapping_add(1 + k as u16)
-                    } else {
-                        others[k % others.len()]
-                    },
-                })
-                .collect();
-            Ok(to_json(&PeersJson {
-                unconnected: Vec::new(),
-                bad: Vec::new(),
-                connected,
-            }))
-        }
-        "getversion" => {
-            let spec = &shared.specs[ctx.idx];
-            let address = url_host(cfg.host).to_string();
-            Ok(to_json(&VersionJson {
-                tcpport: spec.tcpport,
-                nonce: spec.nonce,
-                useragent: USER_AGENT,
-                rpc: RpcInfo {
-                    maxiteratorresultitems: 100,
-                    sessionenabled: false,
-                },
-                protocol: ProtocolJson {
-                    addressversion: 53,
-                    network: cfg.network,
-                    validatorscount: cfg.validators,
-                    msperblock: cfg.msperblock,
-                    maxtraceableblocks: 2_102_400,
-                    maxvaliduntilblockincrement: 5760,
-                    maxtransactionsperblock: 5000,
-                    memorypoolmaxtransactions: 50_000,
-                    initialgasdistribution: 5_200_000_000_000_000,
-                    hardforks: HARDFORKS
-                        .iter()
-                        .map(|name| Hardfork {
-                            name,
-                            blockheight: 0,
-                        })
-                        .collect(),
-                    standbycommittee: shared.keys.iter().map(hex::encode).collect(),
-                    seedlist: shared
-                        .specs
-                        .iter()
-                        .take(cfg.validators as usize)
-                        .map(|s| format!("{address}:{}", s.tcpport))
-                        .collect(),
-                },
-            }))
-        }
+        "getconnectioncount" => Ok(to_json(&peer_count(id, node))),
+        "getpeers" => Ok(to_json(&PeersJson {
+            unconnected: Vec::new(),
+            bad: Vec::new(),
+            connected: id.peers(peer_count(id, node) as usize),
+        })),
+        "getversion" => Ok(id.version()),
         "getstateheight" => Ok(to_json(&StateHeightJson {
             localrootindex: height,
             validatedrootindex: match node.faults.bad_state_from {
@@ -559,10 +636,8 @@ fn dispatch(ctx: &NodeCtx, method: &str, params: &[Value]) -> Result<String, Rpc
     }
 }
 
-fn peer_count(ctx: &NodeCtx, node: &NodeState) -> u32 {
-    node.faults
-        .peers
-        .unwrap_or(ctx.shared.specs.len().saturating_sub(1) as u32)
+fn peer_count(id: &dyn Identity, node: &NodeState) -> u32 {
+    node.faults.peers.unwrap_or_else(|| id.peer_count())
 }
 
 fn header_json(
