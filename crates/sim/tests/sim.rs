@@ -11,6 +11,8 @@ use neo_ir_sim::{Fault, SimConfig, SimError, SimNetwork, SimRole};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Value};
 
+mod standalone;
+
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn config(msperblock: u64) -> SimConfig {
