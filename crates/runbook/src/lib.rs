@@ -6,13 +6,30 @@
 //! `neo-ir agent` (diagnostics, recovery, backup and restore, DDoS rules) with dry-run,
 //! approvals for destructive steps and records on the incident timeline.
 
+pub mod blocklist;
+pub mod connectivity;
+pub mod fleet;
 pub mod partitions;
 pub mod perf;
 pub mod sync;
+pub mod viewchange;
 
+pub use blocklist::{parse_blocklist, BlocklistError};
+pub use connectivity::{
+    check_validator_connectivity, check_validators, validator_indexes, ConnectivityReport,
+    ValidatorConnectivity, ValidatorVerdict,
+};
+pub use fleet::{
+    apply_commands, fetch_protocol, render_fleet, write_fleet, FleetError, FleetSpec,
+    GenesisTiming, Implementation, Network, Protocol, RenderedFile,
+};
 pub use partitions::{check_network_partitions, PartitionReport};
 pub use perf::{performance_diagnostics, Level, PerfReport};
 pub use sync::{validate_sync, NodeSync, SyncReport, Verdict};
+pub use viewchange::{
+    coordinate_restarts, failing_primaries, NodeControl, NodeRestart, RestartStatus,
+    ViewChangeReport,
+};
 
 /// The scripts `neo-ir run` knows, with what each does (for `--help` and errors).
 pub const SCRIPTS: &[(&str, &str)] = &[
@@ -31,5 +48,17 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     (
         "performance_diagnostics",
         "response time per method and peers per node against the KPI table (exit 1 when any is off)",
+    ),
+    (
+        "check_validator_connectivity",
+        "every validator reachable, with peers, proposing in the last blocks; missed turns named (exit 1 when not)",
+    ),
+    (
+        "force_view_change",
+        "--coordinate: approved restart of the failing primaries one at a time, stopping when the chain does not advance (Neo has no view-change RPC)",
+    ),
+    (
+        "deploy_node_fleet",
+        "--count N: render N RPC node configs, systemd units and an nginx upstream; applying them is the operator's step",
     ),
 ];

@@ -1,4 +1,10 @@
-//! The scripts against a simulated Neo network on port 0.
+//! The scripts against a simulated Neo network on port 0, and the pure ones (fleet
+//! rendering, the blocklist parser) against files in temporary directories.
+
+mod blocklist;
+mod connectivity;
+mod fleet;
+mod viewchange;
 
 use std::time::Duration;
 
@@ -11,7 +17,7 @@ use neo_ir_runbook::{
 };
 use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
 
-async fn network() -> SimNetwork {
+pub(crate) async fn network() -> SimNetwork {
     SimNetwork::start(SimConfig {
         validators: 4,
         rpc: 2,
@@ -22,7 +28,7 @@ async fn network() -> SimNetwork {
     .expect("sim starts")
 }
 
-fn targets(net: &SimNetwork) -> Vec<NodeTarget> {
+pub(crate) fn targets(net: &SimNetwork) -> Vec<NodeTarget> {
     net.nodes()
         .into_iter()
         .map(|n| {
@@ -35,7 +41,7 @@ fn targets(net: &SimNetwork) -> Vec<NodeTarget> {
         .collect()
 }
 
-fn prober() -> Prober {
+pub(crate) fn prober() -> Prober {
     Prober::new(ProbeConfig::from(&ProbeSettings {
         timeout: Duration::from_millis(500),
         ..ProbeSettings::default()
@@ -51,7 +57,7 @@ async fn fork(net: &SimNetwork, node: &str, at: u64, branch: Option<u32>) {
 }
 
 /// Wait until the chain has some blocks (the check compares hashes at a common height).
-async fn blocks(net: &SimNetwork, p: &Prober, at_least: u64) {
+pub(crate) async fn blocks(net: &SimNetwork, p: &Prober, at_least: u64) {
     let t = &targets(net)[0];
     for _ in 0..200 {
         let o = p.probe(t, None).await;
