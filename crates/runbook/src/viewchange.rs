@@ -29,7 +29,8 @@ pub const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Restarts a node's consensus service (in practice: its host agent). Returns the agent's
-/// report, or why the restart failed.
+/// report, or why the restart failed. [`coordinate_restarts`] gives each call at most
+/// [`RESTART_TIMEOUT`].
 pub trait NodeControl {
     fn restart(&self, node: &str)
         -> impl Future<Output = Result<serde_json::Value, String>> + Send;
@@ -210,7 +211,15 @@ pub async fn coordinate_restarts(
             break;
         };
         report.nodes[i].height_before = Some(before);
-        match control.restart(node).await {
+        let restarted = tokio::time::timeout(RESTART_TIMEOUT, control.restart(node))
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the restart did not finish within {}s",
+                    RESTART_TIMEOUT.as_secs()
+                ))
+            });
+        match restarted {
             Err(e) => {
                 report.nodes[i].status = RestartStatus::RestartFailed;
                 report.nodes[i].error = Some(e.clone());
