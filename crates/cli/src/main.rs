@@ -8,6 +8,7 @@ mod init;
 mod output;
 mod people;
 mod run;
+mod simnode;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -166,8 +166,13 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// `neo-ir sim` alone starts a network; `neo-ir sim node` / `neo-ir sim db` run one
+/// standalone node or its database tools (the network's flags do not go with those).
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    command: Option<crate::simnode::SimCommand>,
     /// Number of validators (consensus nodes).
     #[arg(long, default_value_t = 4)]
     validators: u32,
@@ -184,6 +189,9 @@ pub struct SimArgs {
 }
 
 pub async fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cmd) = args.command {
+        return crate::simnode::run(cmd).await;
+    }
     let net = SimNetwork::start(SimConfig {
         validators: args.validators,
         rpc: args.rpc,

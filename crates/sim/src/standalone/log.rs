@@ -35,10 +35,8 @@ impl NodeLog {
     }
 
     fn line(&self, level: &str, msg: &str) {
-        let line = format!(
-            "{:.6}  {level:>5} {TARGET}: {msg}\n",
-            jiff::Timestamp::now()
-        );
+        // tracing's layout: `2026-07-14T10:00:00.123456Z  INFO target: message`
+        let line = format!("{:.6} {level:>5} {TARGET}: {msg}\n", jiff::Timestamp::now());
         let mut sink = match self.sink.lock() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -107,8 +105,8 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].ends_with("  INFO neo_ir_sim::node: persisted block 3"));
-        assert!(lines[1].contains(" ERROR neo_ir_sim::node: IO error: lock"));
+        assert!(lines[0].ends_with("Z  INFO neo_ir_sim::node: persisted block 3"));
+        assert!(lines[1].contains("Z ERROR neo_ir_sim::node: IO error: lock"));
         // 2026-07-14T10:00:00.123456Z
         let ts = lines[0].split_whitespace().next().expect("timestamp");
         assert!(ts.ends_with('Z') && ts.len() == 27, "{ts}");
