@@ -383,7 +383,7 @@ impl Sync<'_> {
                 self.down = true;
                 if self.unreachable.ready() {
                     self.log.warn(&format!(
-                        "upstream {} unreachable: {e}; serving local height {}",
+                        "cannot sync from upstream {}: {e}; serving local height {}",
                         self.upstream.url(),
                         self.solo.tip().index
                     ));
