@@ -356,7 +356,7 @@ fn read_proc(root: &Path, rel: &str) -> io::Result<String> {
 
 /// The process state systemd reports. `activating` without a main pid (e.g. the
 /// `auto-restart` sub-state after a crash) counts as stopped.
-fn process_from_systemd(s: &SystemdStatus) -> ProcessReport {
+pub(crate) fn process_from_systemd(s: &SystemdStatus) -> ProcessReport {
     let active = s.active_state.as_deref().unwrap_or("");
     let state = if s.load_state.as_deref() == Some("not-found") {
         ProcessState::Unknown

@@ -1,18 +1,31 @@
-//! The agent's HTTP server (axum): `GET /healthz` without auth, `GET /v1/report` behind a
-//! bearer token compared in constant time. Errors are JSON `{"error":{"code","message"}}`.
+//! The agent's HTTP server (axum): `GET /healthz` without auth; `GET /v1/report` and
+//! `POST /v1/ops/{op}` behind a bearer token compared in constant time. Errors are JSON
+//! `{"error":{"code","message"}}`; a refused destructive operation also carries its `plan`.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::collect::Collector;
 use crate::config::AgentConfig;
+use crate::ops::{OpRequest, Ops, Refusal};
+
+/// Largest `POST /v1/ops/{op}` body (a blocklist of 65,536 entries fits).
+pub const MAX_OP_REQUEST_BYTES: usize = 1 << 20;
+
+/// What the handlers share.
+struct AppState {
+    collector: Arc<Collector>,
+    ops: Ops,
+}
 
 /// Serve the agent on `listener` until `shutdown` completes. Fails at once when the
 /// configuration is unusable (empty token, invalid unit name).
@@ -34,10 +47,18 @@ pub async fn serve(
 
 /// The agent's routes, for embedding or tests. Does not validate `cfg` (see `serve`).
 pub fn router(cfg: AgentConfig) -> Router {
-    let state = Arc::new(Collector::new(cfg));
+    let collector = Arc::new(Collector::new(cfg.normalized()));
+    let state = Arc::new(AppState {
+        ops: Ops::new(collector.clone()),
+        collector,
+    });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/report", get(report))
+        .route(
+            "/v1/ops/{op}",
+            post(run_op).layer(DefaultBodyLimit::max(MAX_OP_REQUEST_BYTES)),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -50,7 +71,8 @@ async fn not_found() -> Response {
     error_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
-async fn report(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+async fn report(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let collector = &state.collector;
     if let Err(resp) = authorize(&headers, &collector.config().token) {
         return resp;
     }
@@ -59,6 +81,69 @@ async fn report(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> 
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
+}
+
+/// `POST /v1/ops/{op}`: authorize, parse the `OpRequest`, run (or plan) the operation.
+async fn run_op(
+    State(state): State<Arc<AppState>>,
+    Path(op): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(resp) = authorize(&headers, &state.collector.config().token) {
+        return resp;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("the request body is larger than {MAX_OP_REQUEST_BYTES} bytes"),
+            )
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_args",
+                &format!("unreadable request body: {}", e.body_text()),
+            )
+        }
+    };
+    let req: OpRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        OpRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_args",
+                    &format!("the body is not an operation request: {e}"),
+                )
+            }
+        }
+    };
+    let mut resp = match state.ops.run(&op, req).await {
+        Ok(report) => Json(report).into_response(),
+        Err(refusal) => refusal_response(&refusal),
+    };
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn refusal_response(r: &Refusal) -> Response {
+    let status = StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = json!({"error": {"code": r.code(), "message": r.to_string()}});
+    if let Refusal::ApprovalRequired(plan) = r {
+        body["plan"] = json!(plan);
+        body["error"]["message"] = json!(format!(
+            "the plan has destructive steps; send approved_by to run it:\n{}",
+            plan.describe()
+        ));
+    }
+    (status, Json(body)).into_response()
 }
 
 /// 401 without (or with a non-Bearer) `Authorization`, 403 for a wrong token.
@@ -73,7 +158,7 @@ fn authorize(headers: &HeaderMap, token: &str) -> Result<(), Response> {
         _ => return Err(unauthorized("Authorization is not a Bearer token")),
     };
     if token.is_empty() || !constant_time_eq(presented, token.as_bytes()) {
-        tracing::warn!("agent report refused: wrong bearer token");
+        tracing::warn!("agent request refused: wrong bearer token");
         return Err(error_response(
             StatusCode::FORBIDDEN,
             "forbidden",

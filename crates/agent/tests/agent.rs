@@ -1,6 +1,8 @@
 //! End-to-end tests of the host agent: a real agent on 127.0.0.1 reading this machine's
 //! `/proc` (and one reading a fake tree), its auth, and `fetch_report` against it and against
-//! misbehaving servers (silent, oversized, malformed).
+//! misbehaving servers (silent, oversized, malformed); the operations in `ops/`.
+
+mod ops;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
