@@ -521,48 +521,23 @@ mod tests {
 
         let mut flipped = bytes(&good);
         flipped[2 * RECORD_LEN + 50] ^= 1;
-        let s = scan(&flipped);
-        assert_eq!(s.blocks.len(), 2);
-        assert_eq!(
-            s.bad,
-            Some(BadBlock {
-                index: 2,
-                reason: Corruption::Checksum
-            })
-        );
-
         let mut torn = bytes(&good);
         torn.truncate(4 * RECORD_LEN + 37);
-        let s = scan(&torn);
-        assert_eq!(
-            s.bad,
-            Some(BadBlock {
-                index: 4,
-                reason: Corruption::Torn { bytes: 37 }
-            })
-        );
-
         let mut skipped = good.clone();
         skipped.remove(1);
-        let s = scan(&bytes(&skipped));
-        assert_eq!(
-            s.bad,
-            Some(BadBlock {
-                index: 1,
-                reason: Corruption::Index { found: 2 }
-            })
-        );
-
         let mut unlinked = good.clone();
         unlinked[3].prev = [9u8; 32];
-        let s = scan(&bytes(&unlinked));
-        assert_eq!(
-            s.bad,
-            Some(BadBlock {
-                index: 3,
-                reason: Corruption::Link
-            })
-        );
+        let cases = [
+            (flipped, 2, Corruption::Checksum),
+            (torn, 4, Corruption::Torn { bytes: 37 }),
+            (bytes(&skipped), 1, Corruption::Index { found: 2 }),
+            (bytes(&unlinked), 3, Corruption::Link),
+        ];
+        for (damaged, index, reason) in cases {
+            let s = scan(&damaged);
+            assert_eq!(s.blocks.len() as u64, index, "{reason}");
+            assert_eq!(s.bad, Some(BadBlock { index, reason }));
+        }
         assert_eq!(
             serde_json::to_string(&Corruption::Checksum).expect("json"),
             "\"checksum mismatch\""

@@ -118,6 +118,14 @@ impl Setup {
     fn start(&self) -> Node {
         Node::start(&self.upstream, self.addr, &self.data, &self.log)
     }
+
+    /// Waits for the network to reach `height`, starts the node and waits until it follows.
+    async fn start_at(&self, height: u64) -> Node {
+        self.net.wait_height(height).await;
+        let node = self.start();
+        wait_node_height(&self.net, &node.url, height).await;
+        node
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,9 +229,7 @@ async fn standalone_follows_the_network_and_serves_its_hashes() {
 async fn restart_resumes_from_disk_and_a_lock_stops_the_start() {
     let s = setup().await;
     let net = &s.net;
-    net.wait_height(3).await;
-    let node = s.start();
-    wait_node_height(net, &node.url, 3).await;
+    let node = s.start_at(3).await;
     net.stall();
     let h = net.height();
     wait_node_height(net, &node.url, h).await;
@@ -271,16 +277,13 @@ async fn restart_resumes_from_disk_and_a_lock_stops_the_start() {
     let node = s.start();
     wait_node_height(net, &node.url, h).await;
     node.stop().await.expect("clean stop");
-    drop(s.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_stops_the_start_until_repaired() {
     let s = setup().await;
     let net = &s.net;
-    net.wait_height(12).await;
-    let node = s.start();
-    wait_node_height(net, &node.url, 12).await;
+    let node = s.start_at(12).await;
     node.stop().await.expect("clean stop");
     let file = blocks_path(&s.data);
     let healthy = db_check(&s.data).expect("check");
@@ -346,10 +349,7 @@ async fn corruption_stops_the_start_until_repaired() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_tools_refuse_a_running_node_and_optimize_keeps_the_chain() {
     let s = setup().await;
-    let net = &s.net;
-    net.wait_height(4).await;
-    let node = s.start();
-    wait_node_height(net, &node.url, 4).await;
+    let node = s.start_at(4).await;
 
     // LOCK holds this test's pid: the node is running.
     for r in [
