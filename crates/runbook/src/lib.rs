@@ -7,10 +7,14 @@
 //! approvals for destructive steps and records on the incident timeline.
 
 pub mod blocklist;
+pub mod checklist;
 pub mod connectivity;
 pub mod fleet;
 pub mod partitions;
 pub mod perf;
+pub mod remediate;
+pub mod runner;
+pub mod scripts;
 pub mod sync;
 pub mod viewchange;
 
