@@ -8,6 +8,7 @@ mod init;
 mod output;
 mod people;
 mod run;
+mod runs;
 mod simnode;
 
 use std::path::PathBuf;
@@ -208,22 +209,65 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
-    /// Run one of the playbook's scripts. So far: validate_sync (every node at the fleet's
-    /// height with the same block hash) and performance_diagnostics (response time per
-    /// method and peers against the KPI table); exit 1 when the check fails.
+    /// Run one of the playbook's scripts: checks over JSON-RPC, steps on a node's host
+    /// through its agent, coordinated restarts, fleet rendering. Destructive steps wait for
+    /// `neo-ir approve RUN`; --dry-run prints exactly what would run. Exit 0 succeeded, 1
+    /// failed or refused, 2 usage, 3 waits for an approval.
     ///
-    /// Example: neo-ir run validate_sync --config /etc/neo-ir/neo-ir.toml
-    Run {
-        /// The script's name, as in the playbook without `.sh`.
-        script: String,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// validate_sync: blocks a node may be below the fleet's height and still pass.
-        #[arg(long, default_value_t = 2)]
-        max_lag: u64,
-        /// Print the report as JSON.
+    /// Examples:
+    ///   neo-ir run validate_sync
+    ///   neo-ir run quick_recovery --node rpc-1 --incident 12 --dry-run
+    ///   neo-ir run restore_backup --node rpc-1 --latest --verify
+    ///   neo-ir run block_ips --node rpc-1 suspicious_ips.txt
+    #[command(verbatim_doc_comment, after_help = neo_ir_runbook::scripts::help())]
+    Run(runs::RunArgs),
+    /// Approve a run that waits for one (it has destructive steps), and execute it here.
+    ///
+    /// Example: neo-ir approve 7
+    Approve {
+        /// The run id (`neo-ir runs --waiting` lists them).
+        run: i64,
+        /// Print the run as JSON.
         #[arg(long)]
         json: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Store URL (overrides the configuration's store.url).
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// Decline a run that waits for an approval, with the reason.
+    ///
+    /// Example: neo-ir decline 7 --reason "restore from yesterday's backup instead"
+    Decline {
+        /// The run id.
+        run: i64,
+        /// Why (recorded with the run and on the incident's timeline).
+        #[arg(long)]
+        reason: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Store URL (overrides the configuration's store.url).
+        #[arg(long)]
+        store: Option<String>,
+    },
+    /// List runbook runs (newest first), or show one with its plan, steps and output.
+    ///
+    /// Example: neo-ir runs --waiting    |    neo-ir runs 7 --json
+    Runs {
+        /// Show this run in full.
+        id: Option<i64>,
+        /// Only the runs of this incident.
+        #[arg(long)]
+        incident: Option<i64>,
+        /// Only the runs that wait for an approval.
+        #[arg(long)]
+        waiting: bool,
+        /// Print JSON (the same shapes as GET /api/v1/runs and /api/v1/runs/{id}).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
     },
     /// Notification channels.
     Notify {
@@ -294,6 +338,24 @@ enum IncidentAction {
         /// Print JSON (the same shape as GET /api/v1/incidents/{id}).
         #[arg(long)]
         json: bool,
+        /// Show the playbook's procedure for the incident's kind as a checklist, with what
+        /// is done (by a person's mark or a successful run) and the script for each step.
+        #[arg(long)]
+        runbook: bool,
+        #[command(flatten)]
+        store: run::StoreArgs,
+    },
+    /// Mark a step of the incident's runbook checklist done (or --undone).
+    ///
+    /// Example: neo-ir incident step 12 diagnostics
+    Step {
+        /// The incident id.
+        id: i64,
+        /// The step's key, as `incident show ID --runbook` lists it.
+        key: String,
+        /// Mark it not done.
+        #[arg(long)]
+        undone: bool,
         #[command(flatten)]
         store: run::StoreArgs,
     },
@@ -332,8 +394,32 @@ fn main() -> ExitCode {
             Command::Sim(args) => run::sim(args).await,
             Command::Incidents { all, json, store } => run::incidents(all, json, store).await,
             Command::Incident {
-                action: IncidentAction::Show { id, json, store },
+                action:
+                    IncidentAction::Show {
+                        id,
+                        json,
+                        runbook: true,
+                        store,
+                    },
+            } => runs::checklist(id, json, store).await,
+            Command::Incident {
+                action:
+                    IncidentAction::Show {
+                        id,
+                        json,
+                        runbook: false,
+                        store,
+                    },
             } => run::incident_show(id, json, store).await,
+            Command::Incident {
+                action:
+                    IncidentAction::Step {
+                        id,
+                        key,
+                        undone,
+                        store,
+                    },
+            } => runs::step(id, &key, undone, store).await,
             Command::CheckConfig { file } => run::check_config(&file),
             Command::Ack { id, store } => people::ack(id, store).await,
             Command::Note {
@@ -369,12 +455,26 @@ fn main() -> ExitCode {
             Command::Silence { action } => people::silence(action).await,
             Command::Update { id, text, store } => people::update(id, &text, store).await,
             Command::Review { id, at, store } => people::review(id, &at, store).await,
-            Command::Run {
-                script,
-                config,
-                max_lag,
+            Command::Run(args) => runs::run(args).await,
+            Command::Approve {
+                run,
                 json,
-            } => run::run_script(&script, config, max_lag, json).await,
+                config,
+                store,
+            } => runs::approve(run, json, config, store).await,
+            Command::Decline {
+                run,
+                reason,
+                config,
+                store,
+            } => runs::decline(run, &reason, config, store).await,
+            Command::Runs {
+                id,
+                incident,
+                waiting,
+                json,
+                store,
+            } => runs::list(id, incident, waiting, json, store).await,
             Command::Notify {
                 action: NotifyAction::Test { channel, config },
             } => people::notify_test(&channel, config).await,

@@ -99,6 +99,11 @@ pub fn listing() -> String {
         .join("\n")
 }
 
+/// The script list for `neo-ir run --help`.
+pub fn help() -> String {
+    format!("Scripts:\n{}", listing())
+}
+
 /// Why a script cannot be started as asked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScriptError {

@@ -22,6 +22,7 @@
 //!   already so: nothing is written);
 //! - `POST /api/v1/silences` (201 with the silence), `DELETE /api/v1/silences/{id}` (ends it
 //!   now; 200 with it).
+//! - Runbook runs, approvals, the incident's checklist and attachments: see `runs.rs`.
 //!
 //! Tokens come from `[[server.tokens]]` and are compared in constant time; the audit record
 //! and the timeline events name the token and the client address (`api 10.0.0.7:51234`).
@@ -55,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+mod runs;
 pub mod status;
 
 /// Largest page of incidents (or audit entries) one request may ask for.
@@ -124,6 +126,8 @@ struct AppState {
     response: Arc<ResponseConfig>,
     /// The public status, computed at most every [`STATUS_TTL`].
     status: Arc<status::Cache>,
+    /// Runs runbooks (`None` without a configuration: the run endpoints answer 503).
+    runner: Option<Arc<neo_ir_runbook::runner::Runner>>,
 }
 
 /// How long the public status is served from its cache.
@@ -144,11 +148,23 @@ pub fn router(store: Store) -> Router {
 /// Build the API router over a store with its tokens and response configuration (the
 /// escalation policies and update intervals people's actions compute deadlines with).
 pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router {
+    router_full(store, auth, response, None)
+}
+
+/// [`router_with`] plus the runbook endpoints, which start, approve and execute runs with
+/// `runner`.
+pub fn router_full(
+    store: Store,
+    auth: Auth,
+    response: ResponseConfig,
+    runner: Option<Arc<neo_ir_runbook::runner::Runner>>,
+) -> Router {
     let state = AppState {
         store,
         auth: Arc::new(auth),
         response: Arc::new(response),
         status: Arc::new(status::Cache::new(STATUS_TTL)),
+        runner,
     };
     let api = Router::new()
         .route(
@@ -166,6 +182,20 @@ pub fn router_with(store: Store, auth: Auth, response: ResponseConfig) -> Router
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/nodes", get(list_nodes))
+        .route("/api/v1/runs", get(runs::list_runs).post(runs::start_run))
+        .route("/api/v1/runs/{id}", get(runs::get_run))
+        .route("/api/v1/runs/{id}/approve", post(runs::approve_run))
+        .route("/api/v1/runs/{id}/decline", post(runs::decline_run))
+        .route("/api/v1/incidents/{id}/runbook", get(runs::get_checklist))
+        .route(
+            "/api/v1/incidents/{id}/runbook/{key}",
+            post(runs::mark_checklist),
+        )
+        .route(
+            "/api/v1/incidents/{id}/attachments",
+            get(runs::list_attachments),
+        )
+        .route("/api/v1/attachments/{id}", get(runs::get_attachment))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             guard_reads,
@@ -219,9 +249,22 @@ pub async fn serve_with(
     response: ResponseConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_full(listener, store, auth, response, None, shutdown).await
+}
+
+/// [`serve_with`] plus the runbook endpoints (see [`router_full`]).
+pub async fn serve_full(
+    listener: TcpListener,
+    store: Store,
+    auth: Auth,
+    response: ResponseConfig,
+    runner: Option<Arc<neo_ir_runbook::runner::Runner>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router_with(store, auth, response).into_make_service_with_connect_info::<SocketAddr>(),
+        router_full(store, auth, response, runner)
+            .into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await

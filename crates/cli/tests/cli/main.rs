@@ -815,7 +815,8 @@ fn run_validate_sync_says_whether_the_network_is_in_sync() {
     sim.fault("rpc-2", "crash");
     let out = run(&["--json"]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run["report"].clone();
     assert_eq!(report["ok"], false);
     let rpc2 = report["nodes"]
         .as_array()
@@ -831,7 +832,8 @@ fn run_validate_sync_says_whether_the_network_is_in_sync() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "rpc-2 is down: {out:?}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = run["report"].clone();
     let levels: Vec<(String, String)> = report["nodes"]
         .as_array()
         .unwrap()
@@ -853,7 +855,8 @@ fn run_validate_sync_says_whether_the_network_is_in_sync() {
             .arg(&cfg)
             .output()
             .unwrap();
-        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = run["report"].clone();
         assert_eq!(
             report["unanswered"],
             serde_json::json!(["rpc-2"]),
