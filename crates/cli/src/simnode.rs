@@ -99,7 +99,7 @@ async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
         log_file: args.log_file,
         poll: args.poll,
     };
-    match neo_ir_sim::run_node(opts, crate::run::shutdown_signal()).await {
+    match neo_ir_sim::run_node(opts, stop_signal()?).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             // the node wrote the error to its log; on stderr once, whichever that is
@@ -114,6 +114,26 @@ async fn node(args: NodeArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// SIGTERM or SIGINT, with the handlers installed now: a signal that comes while the node
+/// is still opening its data directory must stop it cleanly (releasing LOCK), not kill it.
+#[cfg(unix)]
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn stop_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(crate::run::shutdown_signal())
 }
 
 fn db(action: DbAction) -> ExitCode {

@@ -13,7 +13,7 @@
 //! while `LOCK` names a live process, and ignore a stale `LOCK` (dead pid).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
@@ -257,11 +257,17 @@ fn ensure_stopped(data_dir: &Path) -> Result<(), DbError> {
         return Err(DbError::NoDataDir(data_dir.to_path_buf()));
     }
     let lock = lock_path(data_dir);
-    let text = match fs::read(&lock) {
-        Ok(t) => t,
+    let mut text = Vec::new();
+    match File::open(&lock) {
+        // a pid is a few digits: a larger LOCK holds no pid, however large it is
+        Ok(f) => f
+            .take(64)
+            .read_to_end(&mut text)
+            .map(drop)
+            .map_err(io_err(&lock))?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err(&lock)(e)),
-    };
+    }
     let pid = std::str::from_utf8(&text)
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
