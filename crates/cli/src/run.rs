@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use neo_ir_core::config::{self, Config, DEFAULT_STORE_URL};
@@ -101,7 +102,15 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let auth = api_auth(&path, &cfg.server)?;
     let response = cfg.response.clone();
     // built first: a missing password stops the start before anything listens
-    let watcher = Watcher::new(cfg, store.clone())?;
+    let runner = Arc::new(
+        neo_ir_runbook::runner::Runner::new(
+            store.clone(),
+            Arc::new(cfg.clone()),
+            Arc::new(neo_ir_core::SystemClock),
+        )
+        .map_err(|e| anyhow::anyhow!("runbooks: {e}"))?,
+    );
+    let watcher = Watcher::new(cfg, store.clone())?.with_runner(runner.clone());
     let (listener, addr) = neo_ir_server::bind(&listen)
         .await
         .with_context(|| format!("binding the API to {listen}"))?;
@@ -110,11 +119,12 @@ pub async fn watch(config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = {
         let mut rx = stop_rx.clone();
-        tokio::spawn(neo_ir_server::serve_with(
+        tokio::spawn(neo_ir_server::serve_full(
             listener,
             store.clone(),
             auth,
             response,
+            Some(runner),
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },

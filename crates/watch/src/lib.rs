@@ -125,6 +125,9 @@ enum Term {
     LostLease,
 }
 
+/// A run still `running` after this long was left by a process that died.
+const INTERRUPTED_RUN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The watcher: configuration, probe client, store and fleet view.
 pub struct Watcher {
     config: Config,
@@ -162,6 +165,8 @@ pub struct Watcher {
     known_forks: std::collections::HashMap<(String, String), neo_ir_core::fork::FirstDifference>,
     /// The network's name from `getversion` (MainNet, TestNet, a private magic), for messages.
     network: Option<String>,
+    /// Acts on `[[remediation]]` policies while this instance leads (none configured: `None`).
+    remediator: Option<Arc<neo_ir_runbook::remediate::Remediator>>,
 }
 
 impl Watcher {
@@ -239,7 +244,16 @@ impl Watcher {
             target_index: targets_index.clone(),
             known_forks: Default::default(),
             network: None,
+            remediator: None,
         })
+    }
+
+    /// Give the watcher the runbook runner: with `[[remediation]]` policies configured, the
+    /// leading instance runs them on open incidents (see `neo_ir_runbook::remediate`).
+    pub fn with_runner(mut self, runner: Arc<neo_ir_runbook::runner::Runner>) -> Self {
+        let r = neo_ir_runbook::remediate::Remediator::new(runner);
+        self.remediator = r.enabled().then(|| Arc::new(r));
+        self
     }
 
     pub fn handle(&self) -> WatchHandle {
@@ -547,6 +561,20 @@ impl Watcher {
         let open = self.store.open_incidents().await?;
         self.debouncer
             .resume(open.iter().map(|i| i.key.clone()), self.clock.now());
+        // a run left `running` an hour ago belongs to a process that died (no run waits that
+        // long: agent calls and verification have their own limits): nothing is lost, it
+        // says so
+        let before = jiff::Timestamp::from_millisecond(
+            self.clock.now().as_millisecond() - INTERRUPTED_RUN_AGE.as_millis() as i64,
+        )
+        .unwrap_or(self.clock.now());
+        let failed = self.store.fail_interrupted_runs(before).await?;
+        if failed > 0 {
+            tracing::warn!(
+                runs = failed,
+                "runbook runs left running by a stopped process marked failed"
+            );
+        }
         for i in &open {
             tracing::info!(incident = i.id, kind = %i.kind, severity = %i.severity, "resuming open incident");
         }
@@ -594,6 +622,11 @@ impl Watcher {
             }
         }
         self.stall_wakeup = self.stall_wakeup();
+        if let Some(r) = &self.remediator {
+            // runs start in the background; the round does not wait for a restart
+            let open = self.store.open_incidents().await?;
+            r.tick(&open, now).await;
+        }
         // Node views: every round for ordinary fleets; big fleets at most every 5 s (writing
         // thousands of rows every second would cost more than watching them).
         let save_due = self.fleet.len() <= BIG_FLEET
