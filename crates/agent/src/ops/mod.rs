@@ -12,6 +12,7 @@
 //! even when archiving failed). An accepted operation runs to its end in its own task, even
 //! when the caller disconnects, so a half-done restore is never abandoned midway.
 
+pub mod backup;
 pub mod diagnostics;
 pub mod exec;
 pub mod fsutil;
@@ -217,6 +218,9 @@ pub(crate) enum Job {
     ServiceStop,
     ServiceRestart,
     QuickRecovery,
+    Backup(backup::BackupJob),
+    BackupVerify(backup::VerifyJob),
+    Restore(backup::RestoreJob),
 }
 
 /// How an executed operation ended.
@@ -244,6 +248,9 @@ pub async fn prepare(ctx: &Ctx, op: &str, args: &Value) -> Result<Prepared, Refu
         "service_stop" => node::prepare_stop(ctx, args),
         "service_restart" => node::prepare_restart(ctx, args),
         "quick_recovery" => node::prepare_quick_recovery(ctx, args),
+        "backup" => backup::prepare_backup(ctx, args),
+        "backup_verify" => backup::prepare_verify(ctx, args),
+        "restore" => backup::prepare_restore(ctx, args),
         _ if KNOWN_OPS.iter().any(|(n, _)| *n == op) => Err(Refusal::Unsupported(format!(
             "{op} is not available in this build of the agent yet"
         ))),
@@ -258,6 +265,9 @@ async fn execute(ctx: &Ctx, job: Job, exec: &mut Execution) -> Outcome {
         Job::ServiceStop => node::stop(ctx, exec).await,
         Job::ServiceRestart => node::restart(ctx, exec).await,
         Job::QuickRecovery => node::quick_recovery(ctx, exec).await,
+        Job::Backup(j) => backup::backup(ctx, j, exec).await,
+        Job::BackupVerify(j) => backup::verify(ctx, j, exec).await,
+        Job::Restore(j) => backup::restore(ctx, j, exec).await,
     }
 }
 
@@ -403,7 +413,6 @@ pub(crate) struct Args<'a> {
     read: Vec<&'static str>,
 }
 
-#[allow(dead_code)] // the typed readers serve the operations that take arguments
 impl<'a> Args<'a> {
     pub fn new(v: &'a Value) -> Result<Self, Refusal> {
         match v {

@@ -2,6 +2,7 @@
 //! real stand-in node process (`standin.py`, run by python3): it answers JSON-RPC on its
 //! port, holds a LOCK file while it runs and refuses to start when one is left behind.
 
+mod backup;
 mod node;
 
 use std::path::{Path, PathBuf};
@@ -215,7 +216,6 @@ pub async fn stop_node(agent: &Agent) {
 }
 
 /// Files under `dir`, relative, sorted.
-#[allow(dead_code)]
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
