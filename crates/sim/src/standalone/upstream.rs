@@ -243,8 +243,7 @@ impl Upstream {
         for i in from..from + count {
             let env = answers
                 .iter()
-                .position(|a| a.id.as_u64() == Some(i))
-                .map(|k| &answers[k])
+                .find(|a| a.id.as_u64() == Some(i))
                 .ok_or_else(|| UpstreamError::Invalid {
                     method: M,
                     detail: format!("no answer for block {i} in the batch"),
