@@ -13,6 +13,7 @@
 //! when the caller disconnects, so a half-done restore is never abandoned midway.
 
 pub mod backup;
+pub mod db;
 pub mod diagnostics;
 pub mod exec;
 pub mod fsutil;
@@ -182,6 +183,9 @@ pub struct Ctx {
     pub http: reqwest::Client,
     pub children: Children,
     pub collector: Arc<Collector>,
+    /// The implementation last learned from the node's `getversion` (kept: database tools
+    /// run while the node is down).
+    pub detected: std::sync::Mutex<Option<String>>,
 }
 
 impl Ctx {
@@ -221,6 +225,7 @@ pub(crate) enum Job {
     Backup(backup::BackupJob),
     BackupVerify(backup::VerifyJob),
     Restore(backup::RestoreJob),
+    Db(db::DbJob),
 }
 
 /// How an executed operation ended.
@@ -251,6 +256,7 @@ pub async fn prepare(ctx: &Ctx, op: &str, args: &Value) -> Result<Prepared, Refu
         "backup" => backup::prepare_backup(ctx, args),
         "backup_verify" => backup::prepare_verify(ctx, args),
         "restore" => backup::prepare_restore(ctx, args),
+        "db_check" | "db_repair" | "db_optimize" => db::prepare(ctx, op, args).await,
         _ if KNOWN_OPS.iter().any(|(n, _)| *n == op) => Err(Refusal::Unsupported(format!(
             "{op} is not available in this build of the agent yet"
         ))),
@@ -268,6 +274,7 @@ async fn execute(ctx: &Ctx, job: Job, exec: &mut Execution) -> Outcome {
         Job::Backup(j) => backup::backup(ctx, j, exec).await,
         Job::BackupVerify(j) => backup::verify(ctx, j, exec).await,
         Job::Restore(j) => backup::restore(ctx, j, exec).await,
+        Job::Db(j) => db::execute(ctx, j, exec).await,
     }
 }
 
@@ -315,6 +322,7 @@ impl Ops {
                 http: rpc::local_client(),
                 children: Children::default(),
                 collector,
+                detected: std::sync::Mutex::new(None),
             }),
             running: Arc::new(tokio::sync::Mutex::new(())),
         }

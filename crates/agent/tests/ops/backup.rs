@@ -383,7 +383,10 @@ async fn a_failed_backup_starts_the_node_again() {
             "wait_running=ok"
         ]
     );
-    assert!(output(&r, "archive").contains("creating the backup directory"), "{r:#?}");
+    assert!(
+        output(&r, "archive").contains("creating the backup directory"),
+        "{r:#?}"
+    );
     assert!(alive(site.pid().unwrap()), "the node runs again");
     stop_node(&agent).await;
     agent.stop().await;

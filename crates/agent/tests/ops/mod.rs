@@ -3,6 +3,7 @@
 //! port, holds a LOCK file while it runs and refuses to start when one is left behind.
 
 mod backup;
+mod db;
 mod node;
 
 use std::path::{Path, PathBuf};
