@@ -35,6 +35,7 @@ impl std::ops::DerefMut for Reaped {
 mod crash_safety;
 mod instances;
 mod notify;
+mod runbooks;
 mod simnode;
 
 /// A simulated Neo network in its own process (`neo-ir sim`): validators, RPC nodes and the

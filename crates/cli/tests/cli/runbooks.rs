@@ -1,0 +1,609 @@
+//! The runbook scripts end to end, on real processes and files: `neo-ir sim` (the network),
+//! `neo-ir agent` with the `process` backend, which starts, stops and kills a real
+//! `neo-ir sim node` child process (data directory, LOCK file, block file), and the
+//! `neo-ir run` / `approve` / `runs` / `incident` commands recording into an SQLite store.
+//! Then `neo-ir watch` with a `[[remediation]]` policy restarts a killed node by itself,
+//! verifies it is in sync and resolves the incident, and its circuit breaker stops a crash
+//! loop.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{events_of, eventually, incident_json, neo_ir, nodes_toml, write, Reaped, Sim, Watch};
+
+/// The variable holding the agent's token, set for every `neo-ir` this test binary starts.
+const TOKEN_ENV: &str = "NEO_IR_TEST_AGENT_TOKEN";
+const TOKEN: &str = "runbook-test-agent-token";
+/// The managed node's name in the configuration.
+const NODE: &str = "rpc-9";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `neo-ir` with the agent's token in its environment.
+fn cli() -> Command {
+    let mut c = neo_ir();
+    c.env(TOKEN_ENV, TOKEN);
+    c
+}
+
+/// A node host: `neo-ir agent` managing one `neo-ir sim node` that follows the network.
+struct Host {
+    agent: Reaped,
+    agent_port: u16,
+    rpc_port: u16,
+    data: PathBuf,
+    backups: PathBuf,
+    logs: PathBuf,
+    pid_file: PathBuf,
+    agent_log: PathBuf,
+}
+
+impl Host {
+    fn start(sim: &Sim, dir: &Path) -> Host {
+        let bin = assert_cmd::cargo::cargo_bin("neo-ir");
+        let (agent_port, rpc_port) = (free_port(), free_port());
+        let data = dir.join("data");
+        let backups = dir.join("backups");
+        let logs = dir.join("logs");
+        let state = dir.join("state");
+        let diagnostics = dir.join("diagnostics");
+        for d in [&backups, &logs, &state, &diagnostics] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let pid_file = dir.join("node.pid");
+        let agent_log = dir.join("agent.log");
+        let db_tool = format!("{},sim,db", bin.display());
+        let agent = Reaped(
+            cli()
+                .args(["agent", "--listen", &format!("127.0.0.1:{agent_port}")])
+                .args(["--token-env", TOKEN_ENV])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--rpc-port", &rpc_port.to_string()])
+                .args(["--p2p-port", &(rpc_port + 1).to_string()])
+                .arg("--log-file")
+                .arg(logs.join("node.log"))
+                .arg("--process-pid-file")
+                .arg(&pid_file)
+                .args(["--start-wait", "20s", "--stop-timeout", "5s"])
+                .arg("--backup-dir")
+                .arg(&backups)
+                .arg("--diagnostics-dir")
+                .arg(&diagnostics)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--implementation", "neo-ir-sim", "--db-tool", &db_tool])
+                .arg("--")
+                .arg(&bin)
+                .args(["sim", "node", "--upstream", &sim.rpc(0)])
+                .args(["--listen", &format!("127.0.0.1:{rpc_port}")])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--poll", "50ms"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&agent_log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let host = Host {
+            agent,
+            agent_port,
+            rpc_port,
+            data,
+            backups,
+            logs,
+            pid_file,
+            agent_log,
+        };
+        eventually(
+            "the agent listens",
+            Duration::from_secs(20),
+            || std::net::TcpStream::connect(("127.0.0.1", agent_port)).ok(),
+            || host.agent_log(),
+        );
+        host
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(&self.agent_log).unwrap_or_default()
+    }
+
+    /// The managed node's `[[nodes]]` table.
+    fn node_toml(&self) -> String {
+        format!(
+            "[[nodes]]\nname = \"{NODE}\"\nrpc = \"http://127.0.0.1:{}/\"\nrole = \"rpc\"\n\
+             agent = \"http://127.0.0.1:{}\"\nagent_token_env = \"{TOKEN_ENV}\"\n",
+            self.rpc_port, self.agent_port
+        )
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// The node answers JSON-RPC.
+    fn answers(&self) -> bool {
+        height(self.rpc_port).is_some()
+    }
+
+    fn kill_node(&self) {
+        let pid = self.pid().expect("a pid file");
+        assert!(Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        eventually(
+            "the node is gone",
+            Duration::from_secs(10),
+            || (!self.answers()).then_some(()),
+            String::new,
+        );
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // the node runs in its own process group (the agent started it detached)
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.agent.0.kill();
+    }
+}
+
+/// `getblockcount` of the node on `port`, over a plain TCP connection.
+fn height(port: u16) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]}"#;
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let (_, json) = resp.split_once("\r\n\r\n")?;
+    serde_json::from_str::<Value>(json).ok()?["result"].as_u64()
+}
+
+/// Run `neo-ir ARGS... --config CFG`.
+fn run(cfg: &Path, args: &[&str]) -> Output {
+    cli().args(args).arg("--config").arg(cfg).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The run id in "neo-ir approve N".
+fn waiting_run(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "waits for an approval: {}",
+        text(o)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    out.lines()
+        .find_map(|l| l.trim().strip_prefix("neo-ir approve "))
+        .unwrap_or_else(|| panic!("no approve line: {out}"))
+        .trim()
+        .to_string()
+}
+
+/// Request a destructive script, check it waits, approve it; the approve's output.
+fn approved(cfg: &Path, args: &[&str]) -> Output {
+    let waiting = run(cfg, args);
+    let id = waiting_run(&waiting);
+    run(cfg, &["approve", &id, "--json"])
+}
+
+/// The run printed by `--json`.
+fn run_json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+fn config(dir: &tempfile::TempDir, sim: &Sim, host: &Host, store: &str, extra: &str) -> PathBuf {
+    write(
+        dir,
+        "neo-ir.toml",
+        &format!(
+            "{}{}[probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n\
+             [detect]\nclear_for = \"300ms\"\n\
+             [store]\nurl = \"{store}\"\nlease = \"1s\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [response]\nstability_window = \"1s\"\n\
+             [runbook]\nverify_within = \"20s\"\nagent_timeout = \"60s\"\n{extra}",
+            nodes_toml(sim, 4, 1),
+            host.node_toml(),
+        ),
+    )
+}
+
+/// Start the node through the agent and wait until it follows the network.
+fn start_node(cfg: &Path, host: &Host) {
+    let o = run(cfg, &["run", "start_node", "--node", NODE]);
+    assert!(
+        o.status.success(),
+        "start_node: {}\n{}",
+        text(&o),
+        host.agent_log()
+    );
+    eventually(
+        "the node answers",
+        Duration::from_secs(20),
+        || host.answers().then_some(()),
+        || host.agent_log(),
+    );
+}
+
+#[test]
+fn host_scripts_act_on_a_real_node_process_with_approvals() {
+    let sim = Sim::start(4, 1, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(&sim, dir.path());
+    let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let cfg = config(&dir, &sim, &host, &store, "");
+    start_node(&cfg, &host);
+
+    // a dry run prints the exact steps and changes nothing
+    let pid = host.pid();
+    let o = run(
+        &cfg,
+        &["run", "quick_recovery", "--node", NODE, "--dry-run"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("[destructive]") && out.contains("nothing was changed"),
+        "{out}"
+    );
+    assert_eq!(host.pid(), pid, "a dry run restarts nothing");
+
+    // destructive: waits for an approval, then restarts the process
+    let o = approved(&cfg, &["run", "restart_node", "--node", NODE]);
+    assert!(o.status.success(), "{}\n{}", text(&o), host.agent_log());
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(r["approved_by"].is_string(), "{r}");
+    assert_ne!(host.pid(), pid, "a new process");
+    assert!(host.answers());
+
+    // approving twice is refused
+    let again = run(&cfg, &["approve", &r["id"].to_string()]);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+
+    // backup: stop, archive with checksum, start
+    let o = approved(&cfg, &["run", "backup", "--node", NODE]);
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
+    let archives: Vec<_> = std::fs::read_dir(&host.backups)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archives.iter().any(|a| a.ends_with(".tar.gz")),
+        "{archives:?}"
+    );
+    assert!(
+        archives.iter().any(|a| a.ends_with(".sha256")),
+        "{archives:?}"
+    );
+    eventually(
+        "the node is back after the backup",
+        Duration::from_secs(20),
+        || host.answers().then_some(()),
+        || host.agent_log(),
+    );
+
+    // corruption: stop the node, damage the block file; the implementation's own check
+    // finds it, the verified restore brings the chain back
+    let o = approved(&cfg, &["run", "stop_node", "--node", NODE]);
+    assert_eq!(run_json(&o)["status"], "succeeded", "{}", text(&o));
+    let blocks = host.data.join("chain").join("blocks.dat");
+    let mut bytes = std::fs::read(&blocks).unwrap();
+    assert!(bytes.len() > 300, "some blocks were kept");
+    bytes[150] ^= 0xff;
+    std::fs::write(&blocks, &bytes).unwrap();
+    let o = run(
+        &cfg,
+        &["run", "check_db_integrity", "--node", NODE, "--json"],
+    );
+    assert_eq!(o.status.code(), Some(1), "corruption found: {}", text(&o));
+    let o = approved(
+        &cfg,
+        &[
+            "run",
+            "restore_backup",
+            "--node",
+            NODE,
+            "--latest",
+            "--verify",
+        ],
+    );
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
+    eventually(
+        "the restored node answers",
+        Duration::from_secs(20),
+        || host.answers().then_some(()),
+        || host.agent_log(),
+    );
+
+    // quick_recovery after a SIGKILL: the stale LOCK keeps the node from starting until the
+    // recovery clears it (only because the process is not running)
+    host.kill_node();
+    assert!(host.data.join("LOCK").exists(), "a SIGKILL leaves the LOCK");
+    let o = approved(&cfg, &["run", "quick_recovery", "--node", NODE]);
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
+    assert!(host.answers(), "recovered");
+    let output = r["results"].to_string();
+    assert!(output.contains("LOCK"), "the removed LOCK is listed: {r}");
+
+    // emergency_cleanup frees rotated logs and keeps the active log and the chain
+    let rotated = host.logs.join("node.log.1");
+    std::fs::write(&rotated, vec![b'x'; 512 * 1024]).unwrap();
+    let o = approved(&cfg, &["run", "emergency_cleanup", "--node", NODE]);
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert!(!rotated.exists(), "the rotated log is gone");
+    assert!(blocks.exists(), "never the chain data");
+    assert!(
+        r.to_string().contains("524288") || r["report"].to_string().contains("bytes"),
+        "{r}"
+    );
+
+    // diagnostics on an incident: the archive is attached, the run is on the timeline, the
+    // checklist shows the step done by the run
+    let o = cli()
+        .args([
+            "declare",
+            "--severity",
+            "P3",
+            "--kind",
+            "node_down",
+            "--summary",
+            "rpc-9 restarts",
+            "--node",
+            NODE,
+            "--json",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let incident = run_json(&o)["id"].as_i64().unwrap();
+    let o = run(
+        &cfg,
+        &[
+            "run",
+            "incident_diagnostics",
+            "--incident",
+            &incident.to_string(),
+            "--json",
+        ],
+    );
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}");
+    assert_eq!(r["node"], NODE, "the incident's only node by default");
+    assert!(r["report"]["attachment_id"].is_i64(), "{r}");
+    let timeline = incident_json(&store, incident);
+    let runs = events_of(&timeline, "runbook_run");
+    assert!(
+        runs.iter()
+            .any(|e| e["data"]["script"] == "incident_diagnostics"
+                && e["data"]["status"] == "succeeded"),
+        "{timeline}"
+    );
+    let o = run(
+        &cfg,
+        &[
+            "incident",
+            "show",
+            &incident.to_string(),
+            "--runbook",
+            "--store",
+            &store,
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(out.contains("[x] diagnostics"), "{out}");
+    assert!(out.contains("[ ] restore"), "{out}");
+    let o = cli()
+        .args([
+            "incident",
+            "step",
+            &incident.to_string(),
+            "service_status",
+            "--store",
+            &store,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("[x] service_status"));
+    let timeline = incident_json(&store, incident);
+    assert_eq!(
+        events_of(&timeline, "checklist_step").len(),
+        1,
+        "{timeline}"
+    );
+
+    // hostile input: a blocklist with a shell injection is refused before anything runs,
+    // naming the line
+    let bad = write(&dir, "ips.txt", "203.0.113.7\n1.2.3.4; rm -rf /\n");
+    let o = run(
+        &cfg,
+        &["run", "block_ips", "--node", NODE, bad.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        text(&o)
+    );
+    // a good one: the dry run shows the nftables rules
+    let good = write(
+        &dir,
+        "good.txt",
+        "# attackers\n203.0.113.7\n198.51.100.0/24\n",
+    );
+    let o = run(
+        &cfg,
+        &[
+            "run",
+            "block_ips",
+            "--node",
+            NODE,
+            good.to_str().unwrap(),
+            "--dry-run",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("203.0.113.7") && out.contains("nft"), "{out}");
+
+    // every run is listed
+    let list: Value = serde_json::from_slice(
+        &cli()
+            .args(["runs", "--json", "--store", &store])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(list["runs"].as_array().unwrap().len() >= 10, "{list}");
+}
+
+/// `[[remediation]]` for node_down on RPC nodes: `neo-ir watch` restarts a killed node with
+/// quick_recovery, verifies it with validate_sync, and the incident resolves; the second
+/// crash within the window trips the circuit breaker (max_runs = 1): no run, a timeline
+/// event saying people take over.
+#[test]
+fn auto_remediation_restarts_a_crashed_node_and_the_breaker_stops_a_crash_loop() {
+    let sim = Sim::start(4, 1, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(&sim, dir.path());
+    let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let cfg = config(
+        &dir,
+        &sim,
+        &host,
+        &store,
+        "[[remediation]]\nkind = \"node_down\"\nroles = [\"rpc\"]\nscript = \"quick_recovery\"\n\
+         max_runs = 1\nwindow = \"1h\"\ndelay = \"0s\"\n",
+    );
+    start_node(&cfg, &host);
+    let log = dir.path().join("watch.log");
+    let watch = {
+        // the watcher reads the agent's token from its environment
+        std::env::set_var(TOKEN_ENV, TOKEN);
+        Watch::start(&cfg, log)
+    };
+    let context = || format!("{}\n--- agent\n{}", watch.log(), host.agent_log());
+
+    host.kill_node();
+    let incident = eventually(
+        "node_down on rpc-9 opens",
+        Duration::from_secs(20),
+        || {
+            super::all_incidents(&store)
+                .into_iter()
+                .find(|i| i["kind"] == "node_down" && i["nodes"] == serde_json::json!([NODE]))
+                .and_then(|i| i["id"].as_i64())
+        },
+        context,
+    );
+    // the policy's run restarts it, verifies sync, and the incident resolves by itself
+    let resolved = eventually(
+        "the incident resolves after the automatic recovery",
+        Duration::from_secs(60),
+        || {
+            let t = incident_json(&store, incident);
+            (t["status"] == "resolved").then_some(t)
+        },
+        context,
+    );
+    let runs = events_of(&resolved, "runbook_run");
+    let done = runs
+        .iter()
+        .find(|e| e["data"]["status"] == "succeeded")
+        .unwrap_or_else(|| panic!("a succeeded run on the timeline: {resolved}"));
+    assert_eq!(done["data"]["automatic"], true, "{done}");
+    assert_eq!(done["data"]["script"], "quick_recovery");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("verified in sync"),
+        "{done}"
+    );
+    assert!(host.answers());
+
+    // a second crash within the hour: the breaker (max_runs = 1) holds, people take over
+    host.kill_node();
+    let tripped = eventually(
+        "the breaker opens on the second crash",
+        Duration::from_secs(30),
+        || {
+            super::all_incidents(&store)
+                .into_iter()
+                .filter(|i| i["kind"] == "node_down")
+                .filter_map(|i| i["id"].as_i64())
+                .map(|id| incident_json(&store, id))
+                .find(|t| !events_of(t, "remediation").is_empty())
+        },
+        context,
+    );
+    let event = &events_of(&tripped, "remediation")[0];
+    assert!(
+        event["message"].as_str().unwrap().contains("crash loop"),
+        "{event}"
+    );
+    // give the watcher a few more rounds: still one automatic run only, the node stays down
+    std::thread::sleep(Duration::from_millis(1500));
+    let list: Value = serde_json::from_slice(
+        &cli()
+            .args(["runs", "--json", "--store", &store])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let automatic = list["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["automatic"] == true)
+        .count();
+    assert_eq!(automatic, 1, "{list}");
+    assert!(!host.answers(), "nobody restarted it");
+    watch.kill();
+}
