@@ -89,9 +89,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let server = tokio::spawn(neo_ir_server::serve(
+    let runner = std::sync::Arc::new(
+        neo_ir_runbook::runner::Runner::new(
+            store.clone(),
+            std::sync::Arc::new(config.clone()),
+            std::sync::Arc::new(neo_ir_core::SystemClock),
+        )
+        .map_err(|e| anyhow::anyhow!("runbooks: {e}"))?,
+    );
+    let server = tokio::spawn(neo_ir_server::serve_full(
         listener,
         store.clone(),
+        neo_ir_server::Auth::default(),
+        config.response.clone(),
+        Some(runner.clone()),
         stopped(stop_rx.clone()),
     ));
     let watcher = Watcher::new(config, store.clone())?;
@@ -100,7 +111,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let mut rounds = handle.rounds();
     let watching = tokio::spawn(watcher.run(stopped(stop_rx.clone())));
 
-    let result = script(&net, &mut notices, &mut rounds, args.msperblock, started).await;
+    let result = script(
+        &net,
+        &runner,
+        &mut notices,
+        &mut rounds,
+        args.msperblock,
+        started,
+    )
+    .await;
 
     if result.is_ok() && args.keep {
         println!("\n--keep: the network, the watcher and the API keep running. Try:");
@@ -125,6 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 async fn script(
     net: &SimNetwork,
+    runner: &neo_ir_runbook::runner::Runner,
     notices: &mut broadcast::Receiver<Notice>,
     rounds: &mut tokio::sync::watch::Receiver<u64>,
     msperblock: u64,
@@ -165,11 +185,18 @@ async fn script(
         "detected {} after the crash",
         human_ms(fault_at.elapsed().as_millis() as u64)
     ));
+    let id = opened.incident.id;
+    validate_sync(runner, id, &step).await?;
     w.idle(hold).await;
 
     step("repair 1: rpc-2 restarts and catches up");
     net.recover_node("rpc-2").await?;
-    let id = opened.incident.id;
+    wait_until(Duration::from_secs(30), || {
+        net.node_height("rpc-2")
+            .is_some_and(|h| h + 1 >= net.height())
+    })
+    .await?;
+    validate_sync(runner, id, &step).await?;
     w.wait(Duration::from_secs(30), |n| {
         n.what == NoticeKind::Resolved && n.incident.id == id
     })
@@ -201,6 +228,35 @@ async fn script(
     })
     .await
     .context("the consensus_failure incident did not resolve after the chain resumed")?;
+    Ok(())
+}
+
+/// The playbook's validate_sync on the incident, as an operator would run it
+/// (`neo-ir run validate_sync --incident ID`): recorded with the incident's timeline.
+async fn validate_sync(
+    runner: &neo_ir_runbook::runner::Runner,
+    incident: i64,
+    step: &impl Fn(&str),
+) -> anyhow::Result<()> {
+    let mut req = neo_ir_runbook::runner::RunRequest::new(
+        "validate_sync",
+        vec![],
+        neo_ir_core::incident::Actor {
+            who: "demo".into(),
+            from: "cli".into(),
+        },
+    );
+    req.incident_id = Some(incident);
+    let run = runner
+        .request(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("validate_sync: {e}"))?;
+    step(&format!(
+        "runbook: neo-ir run validate_sync --incident {incident} → run {} {}: {}",
+        run.id,
+        run.status.as_str(),
+        run.summary
+    ));
     Ok(())
 }
 
