@@ -16,6 +16,7 @@ pub mod backup;
 pub mod db;
 pub mod diagnostics;
 pub mod exec;
+pub mod firewall;
 pub mod fsutil;
 pub mod node;
 pub mod rpc;
@@ -226,6 +227,8 @@ pub(crate) enum Job {
     BackupVerify(backup::VerifyJob),
     Restore(backup::RestoreJob),
     Db(db::DbJob),
+    FirewallApply(firewall::ApplyJob),
+    FirewallRollback(firewall::RollbackJob),
 }
 
 /// How an executed operation ended.
@@ -257,6 +260,8 @@ pub async fn prepare(ctx: &Ctx, op: &str, args: &Value) -> Result<Prepared, Refu
         "backup_verify" => backup::prepare_verify(ctx, args),
         "restore" => backup::prepare_restore(ctx, args),
         "db_check" | "db_repair" | "db_optimize" => db::prepare(ctx, op, args).await,
+        "firewall_apply" => firewall::prepare_apply(ctx, args),
+        "firewall_rollback" => firewall::prepare_rollback(ctx, args),
         _ if KNOWN_OPS.iter().any(|(n, _)| *n == op) => Err(Refusal::Unsupported(format!(
             "{op} is not available in this build of the agent yet"
         ))),
@@ -275,6 +280,8 @@ async fn execute(ctx: &Ctx, job: Job, exec: &mut Execution) -> Outcome {
         Job::BackupVerify(j) => backup::verify(ctx, j, exec).await,
         Job::Restore(j) => backup::restore(ctx, j, exec).await,
         Job::Db(j) => db::execute(ctx, j, exec).await,
+        Job::FirewallApply(j) => firewall::apply(ctx, j, exec).await,
+        Job::FirewallRollback(j) => firewall::rollback(ctx, j, exec).await,
     }
 }
 

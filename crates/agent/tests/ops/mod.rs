@@ -4,6 +4,7 @@
 
 mod backup;
 mod db;
+mod firewall;
 mod node;
 
 use std::path::{Path, PathBuf};
