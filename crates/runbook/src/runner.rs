@@ -639,6 +639,11 @@ impl Runner {
                             "all {} validators reachable, with peers, proposing",
                             r.validators.len()
                         )
+                    } else if bad.is_empty() {
+                        format!(
+                            "the last blocks could not be read: {}",
+                            r.header_error.as_deref().unwrap_or("no reachable node")
+                        )
                     } else {
                         format!("validators not ok: {}", bad.join(", "))
                     };

@@ -607,3 +607,144 @@ fn auto_remediation_restarts_a_crashed_node_and_the_breaker_stops_a_crash_loop()
     assert!(!host.answers(), "nobody restarted it");
     watch.kill();
 }
+
+/// The scripts that need no agent: the network checks, `deploy_node_fleet` (dry run, files
+/// written, never overwritten) and `force_view_change` (refused without a failing primary,
+/// an error for a validator without an agent), each recorded as a run.
+#[test]
+fn fleet_rendering_and_view_change_guards() {
+    let sim = Sim::start(4, 1, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let cfg = write(
+        &dir,
+        "neo-ir.toml",
+        &format!(
+            "{}[store]\nurl = \"{store}\"\n[probe]\ninterval = \"100ms\"\ntimeout = \"500ms\"\n",
+            nodes_toml(&sim, 4, 1)
+        ),
+    );
+    eventually(
+        "the network is in sync",
+        Duration::from_secs(20),
+        || {
+            run(&cfg, &["run", "validate_sync"])
+                .status
+                .success()
+                .then_some(())
+        },
+        String::new,
+    );
+    // once the chain has a few blocks, every validator has proposed
+    let o = eventually(
+        "every validator proposes",
+        Duration::from_secs(20),
+        || {
+            let o = run(&cfg, &["run", "check_validator_connectivity", "--json"]);
+            o.status.success().then_some(o)
+        },
+        || text(&run(&cfg, &["run", "check_validator_connectivity"])),
+    );
+    assert_eq!(
+        run_json(&o)["report"]["validators"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let out = dir.path().join("fleet");
+    let out_s = out.to_str().unwrap();
+    let fleet = [
+        "run",
+        "deploy_node_fleet",
+        "--count",
+        "3",
+        "--out",
+        out_s,
+        "--implementation",
+        "neo-go",
+        // a private network past HF_Echidna: its configured timing is not in getversion
+        "--ms-per-block",
+        "300",
+        "--max-traceable-blocks",
+        "2102400",
+    ];
+    let mut dry = fleet.to_vec();
+    dry.push("--dry-run");
+    let o = run(&cfg, &dry);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("your"),
+        "says applying is the operator's step: {}",
+        text(&o)
+    );
+    assert!(!out.exists(), "a dry run writes nothing");
+    let o = run(&cfg, &fleet);
+    assert!(o.status.success(), "{}", text(&o));
+    let nginx = std::fs::read_dir(out.join("nginx")).unwrap().count();
+    assert_eq!(nginx, 1);
+    let units = walk(&out)
+        .iter()
+        .filter(|p| p.ends_with(".service"))
+        .count();
+    assert_eq!(units, 3, "{:?}", walk(&out));
+    let o = run(&cfg, &fleet);
+    assert_eq!(o.status.code(), Some(1), "never overwrites: {}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("exist"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &cfg,
+        &["run", "deploy_node_fleet", "--count", "0", "--out", out_s],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // every validator proposes: nothing to restart
+    let o = run(&cfg, &["run", "force_view_change", "--coordinate"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("no failing primary"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &cfg,
+        &[
+            "run",
+            "force_view_change",
+            "--coordinate",
+            "--nodes",
+            "validator-2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("agent"),
+        "{}",
+        text(&o)
+    );
+    let o = run(&cfg, &["run", "force_view_change"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no RPC"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// Every file under `dir`, as strings.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
