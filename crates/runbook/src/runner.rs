@@ -16,7 +16,7 @@ use std::time::Duration;
 use neo_ir_agent::ops::{OpReport, OpRequest};
 use neo_ir_agent::OpError;
 use neo_ir_core::config::{Config, NodeConfig};
-use neo_ir_core::incident::{Actor, EventType};
+use neo_ir_core::incident::{Actor, EventType, IncidentKind};
 use neo_ir_core::runbook::{Plan, Run, RunStatus, Step, StepResult, StepStatus, MAX_STEP_OUTPUT};
 use neo_ir_core::text::clip;
 use neo_ir_core::{respond, Clock};
@@ -195,17 +195,20 @@ impl Runner {
         if let Some(n) = &node {
             self.node(n)?;
         }
+        let mut incident = None;
         if let Some(id) = req.incident_id {
-            let Some((incident, _)) = self.store.incident(id).await? else {
+            let Some((i, _)) = self.store.incident(id).await? else {
                 return Err(RunnerError::NoSuchIncident(id));
             };
-            if node.is_none() && matches!(script.place, Place::Host(_)) && incident.nodes.len() == 1
-            {
-                node = incident.nodes.first().cloned();
+            if node.is_none() && matches!(script.place, Place::Host(_)) && i.nodes.len() == 1 {
+                node = i.nodes.first().cloned();
             }
+            incident = Some(i);
         }
         let now = self.clock.now();
-        let planned = self.plan(script, inv, node.as_deref(), req.verify).await?;
+        let planned = self
+            .plan(script, inv, node.as_deref(), incident.as_ref(), req.verify)
+            .await?;
         let (status, plan, resolved, summary) = match planned {
             Planned::Ready { plan, resolved } => {
                 let status = if req.dry_run {
@@ -326,6 +329,7 @@ impl Runner {
         script: &'static Script,
         inv: Invocation,
         node: Option<&str>,
+        incident: Option<&neo_ir_core::incident::Incident>,
         verify: bool,
     ) -> Result<Planned, RunnerError> {
         match inv {
@@ -337,17 +341,35 @@ impl Runner {
                 Ok(self.network_plan(script, None, 0))
             }
             Invocation::Host { op, args } => self.host_plan(script, node, op, args, verify).await,
-            Invocation::BlockIps { file, ips } => {
-                let mut text = String::new();
+            Invocation::BlockIps {
+                file,
+                ips,
+                from_incident,
+            } => {
+                let mut lines: Vec<String> = Vec::new();
                 if let Some(f) = &file {
-                    text = read_limited(f, 4 << 20).map_err(|e| {
+                    let text = read_limited(f, 4 << 20).map_err(|e| {
                         RunnerError::Invalid(format!("block_ips: cannot read {}: {e}", f.display()))
                     })?;
+                    lines.extend(text.lines().map(str::to_string));
                 }
-                for ip in &ips {
-                    text.push('\n');
-                    text.push_str(ip);
+                lines.extend(ips);
+                if from_incident {
+                    let Some(i) = incident.filter(|i| i.kind == IncidentKind::NetworkAttack) else {
+                        return Err(RunnerError::Invalid(
+                            "block_ips --from-incident takes the attackers of a network_attack incident: give --incident ID".into(),
+                        ));
+                    };
+                    let attackers = attackers(&i.evidence);
+                    if attackers.is_empty() {
+                        return Err(RunnerError::Invalid(format!(
+                            "incident {} names no remote IP over the per-IP limit",
+                            i.id
+                        )));
+                    }
+                    lines.extend(attackers);
                 }
+                let text = lines.join("\n");
                 let list = crate::blocklist::parse_blocklist(&text)
                     .map_err(|e| RunnerError::Invalid(format!("block_ips: {e}")))?;
                 self.host_plan(
@@ -1116,6 +1138,22 @@ impl crate::viewchange::NodeControl for AgentControl<'_> {
     }
 }
 
+/// The remote IPs a network_attack incident's evidence names over its per-IP limit
+/// (`top_remote_ips[].ip` with more P2P + RPC connections than `limit_per_ip`), as the agent
+/// reported them: untrusted text, checked by the blocklist parser like a file's lines.
+pub fn attackers(evidence: &Value) -> Vec<String> {
+    let limit = evidence["limit_per_ip"].as_u64().unwrap_or(0);
+    evidence["top_remote_ips"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter(|r| r["p2p"].as_u64().unwrap_or(0) + r["rpc"].as_u64().unwrap_or(0) > limit)
+                .filter_map(|r| r["ip"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Read a file of at most `limit` bytes as UTF-8.
 fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
     use std::io::Read;
@@ -1131,4 +1169,28 @@ fn read_limited(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attackers_are_the_ips_over_the_limit_and_stay_untrusted() {
+        let evidence = json!({
+            "limit_per_ip": 10,
+            "top_remote_ips": [
+                {"ip": "203.0.113.9", "p2p": 40, "rpc": 3},
+                {"ip": "1.2.3.4; rm -rf /", "p2p": 30, "rpc": 0},
+                {"ip": "198.51.100.2", "p2p": 2, "rpc": 1},
+                {"ip": 7, "p2p": 99, "rpc": 0}
+            ]
+        });
+        let a = attackers(&evidence);
+        assert_eq!(a, vec!["203.0.113.9", "1.2.3.4; rm -rf /"]);
+        // what becomes an argument goes through the blocklist parser, which refuses it
+        let e = crate::blocklist::parse_blocklist(&a.join("\n")).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(attackers(&json!({})).is_empty());
+    }
 }

@@ -68,8 +68,8 @@ pub const ALL: &[Script] = &[
       "recompute a backup's checksum and compare it with the one written at backup time"),
     s("restore_backup", Place::Host("restore"), "--node NODE [--latest | --name ARCHIVE] [--verify]",
       "verify the archive, stop the node, move its data directory aside (kept), extract, start"),
-    s("block_ips", Place::Host("firewall_apply"), "--node NODE FILE | --ip ADDR...",
-      "drop traffic from the IPs/CIDRs in FILE with an nftables set (dry run prints the rules)"),
+    s("block_ips", Place::Host("firewall_apply"), "--node NODE FILE | --ip ADDR... | --incident ID --from-incident",
+      "drop traffic from the IPs/CIDRs in FILE (or the network_attack incident's top remote IPs over the per-IP limit) with an nftables set; the dry run prints the rules"),
     s("enable_ddos_protection", Place::Host("firewall_apply"), "--node NODE [--rate PER_MINUTE]",
       "per-IP rate limit of new connections on the P2P and RPC ports, as the playbook's iptables rules"),
     s("rollback_firewall", Place::Host("firewall_rollback"), "--node NODE",
@@ -138,6 +138,8 @@ pub enum Invocation {
     BlockIps {
         file: Option<PathBuf>,
         ips: Vec<String>,
+        /// The remote IPs over the per-IP limit in the network_attack incident's evidence.
+        from_incident: bool,
     },
     ForceViewChange {
         nodes: Vec<String>,
@@ -199,11 +201,18 @@ pub fn parse(script: &str, args: &[String]) -> Result<(&'static Script, Invocati
             while let Some(ip) = a.value("--ip").map_err(usage)? {
                 ips.push(ip);
             }
+            let from_incident = a.flag("--from-incident");
             let file = a.positional().map(PathBuf::from);
-            if file.is_none() && ips.is_empty() {
-                return Err(usage("needs a FILE of IPs/CIDRs or --ip ADDR".into()));
+            if file.is_none() && ips.is_empty() && !from_incident {
+                return Err(usage(
+                    "needs a FILE of IPs/CIDRs, --ip ADDR, or --from-incident".into(),
+                ));
             }
-            Invocation::BlockIps { file, ips }
+            Invocation::BlockIps {
+                file,
+                ips,
+                from_incident,
+            }
         }
         "enable_ddos_protection" => {
             let rate = a.number("--rate").map_err(usage)?.unwrap_or(10);
@@ -408,7 +417,8 @@ mod tests {
             p("block_ips", &["ips.txt", "--ip", "1.2.3.4"]).unwrap(),
             Invocation::BlockIps {
                 file: Some("ips.txt".into()),
-                ips: vec!["1.2.3.4".into()]
+                ips: vec!["1.2.3.4".into()],
+                from_incident: false,
             }
         );
         assert!(p("block_ips", &[]).is_err());
