@@ -1,4 +1,11 @@
-//! The API over a real listener on port 0 and a real SQLite store.
+//! The API over a real listener on port 0 and a real SQLite store; the runbook endpoints
+//! against a simulated Neo network (`runs`) and a real host agent over a stand-in node
+//! process (`runs_agent`).
+
+#[path = "api/runs.rs"]
+mod runs;
+#[path = "api/runs_agent.rs"]
+mod runs_agent;
 
 use std::time::Duration;
 
@@ -185,13 +192,23 @@ async fn start_with(
     store: Store,
     auth: neo_ir_server::Auth,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    start_full(store, auth, None).await
+}
+
+/// The API with its tokens and, when given, the runbook runner behind the run endpoints.
+async fn start_full(
+    store: Store,
+    auth: neo_ir_server::Auth,
+    runner: Option<std::sync::Arc<neo_ir_runbook::runner::Runner>>,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(neo_ir_server::serve_with(
+    tokio::spawn(neo_ir_server::serve_full(
         listener,
         store,
         auth,
         response(),
+        runner,
         async {
             let _ = rx.await;
         },
@@ -455,7 +472,15 @@ struct Api {
 
 impl Api {
     async fn start(store: Store) -> Api {
-        let (base, stop) = start_with(store, tokens()).await;
+        Api::start_full(store, None).await
+    }
+
+    /// The API with the test tokens and the runbook endpoints served by `runner`.
+    async fn start_full(
+        store: Store,
+        runner: Option<std::sync::Arc<neo_ir_runbook::runner::Runner>>,
+    ) -> Api {
+        let (base, stop) = start_full(store, tokens(), runner).await;
         Api {
             base,
             http: reqwest::Client::new(),
@@ -497,12 +522,17 @@ impl Api {
 
     /// Declare a P3 incident as "ops"; its id.
     async fn declare(&self) -> i64 {
+        self.declare_on("performance_degradation", "slow RPC answers", &["rpc-1"])
+            .await
+    }
+
+    /// Declare a P3 incident of `kind` on `nodes` as "ops"; its id.
+    async fn declare_on(&self, kind: &str, summary: &str, nodes: &[&str]) -> i64 {
         let (s, v) = self
             .post(
                 "/api/v1/incidents",
                 WRITE,
-                json!({"kind": "performance_degradation", "severity": "P3",
-                       "summary": "slow RPC answers", "nodes": ["rpc-1"]}),
+                json!({"kind": kind, "severity": "P3", "summary": summary, "nodes": nodes}),
             )
             .await;
         assert_eq!(s, 201, "{v}");
