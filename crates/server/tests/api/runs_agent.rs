@@ -361,15 +361,26 @@ async fn destructive_host_scripts_wait_for_an_approval_and_a_decline_refuses_the
     wait_for("the stopped node to be gone", || !is_standin(restarted)).await;
 }
 
-#[tokio::test]
-async fn incident_diagnostics_attaches_its_archive_to_the_incident() {
-    let token = "agent-token-runs-diagnostics-2b6f";
+/// A stand-in node behind its agent, the API over it, a `node_down` incident on the node,
+/// and an `incident_diagnostics` run on that incident as it ended.
+struct Diagnosed {
+    host: Host,
+    served: Served,
+    incident: i64,
+    run: Value,
+}
+
+/// [`Diagnosed`] (the agent's token in a variable named after `tag`); `None` when this
+/// build of the agent has no diagnostics operation yet.
+async fn diagnose(tag: &str) -> Option<Diagnosed> {
+    let token = format!("agent-token-runs-{tag}");
     let env = format!(
-        "NEO_IR_SERVER_TEST_AGENT_TOKEN_DIAGNOSTICS_{}",
+        "NEO_IR_SERVER_TEST_AGENT_TOKEN_{}_{}",
+        tag.to_uppercase(),
         std::process::id()
     );
-    std::env::set_var(&env, token);
-    let host = Host::start(token).await;
+    std::env::set_var(&env, &token);
+    let host = Host::start(&token).await;
     let served = Served::start(vec![host.node(&env)]).await;
     let api = &served.api;
     let started = run_to_end(api, json!({"script": "start_node", "node": NODE})).await;
@@ -388,13 +399,40 @@ async fn incident_diagnostics_attaches_its_archive_to_the_incident() {
             "refused for another reason than a missing operation: {v:#}"
         );
         println!("skipping the attachment checks: the agent has no diagnostics yet: {why}");
-        return;
+        return None;
     }
     assert_eq!(s, 202, "{v:#}");
     assert_eq!(v["node"], NODE, "the incident's node: {v}");
     let run = final_run(api, id_of(&v)).await;
+    Some(Diagnosed {
+        host,
+        served,
+        incident,
+        run,
+    })
+}
+
+impl Diagnosed {
+    /// Stop the node through the API (approved), and wait until it is gone.
+    async fn stop_node(&self) {
+        let api = &self.served.api;
+        let pid = self.host.pid();
+        let stop = id_of(&awaiting(api, json!({"script": "stop_node", "node": NODE})).await);
+        assert_eq!(approve(api, stop).await["status"], "succeeded");
+        if let Some(pid) = pid {
+            wait_for("the stopped node to be gone", || !is_standin(pid)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn incident_diagnostics_attaches_its_archive_to_the_incident() {
+    let Some(d) = diagnose("diagnostics").await else {
+        return;
+    };
+    let (api, incident, run) = (&d.served.api, d.incident, &d.run);
     assert_eq!(run["status"], "succeeded", "{run:#}");
-    let run_id = id_of(&run);
+    let run_id = id_of(run);
     assert!(
         run["report"].get("archive_base64").is_none(),
         "the archive is not kept in the run: {run:#}"
@@ -452,10 +490,33 @@ async fn incident_diagnostics_attaches_its_archive_to_the_incident() {
             .any(|e| e["data"]["run_id"] == run_id && e["data"]["status"] == "succeeded"),
         "{ended:#?}"
     );
-    let d = item(api, incident, "diagnostics").await;
-    assert_eq!(d["done"], true, "{d}");
-    assert_eq!(d["by"], format!("run {run_id}"));
+    let step = item(api, incident, "diagnostics").await;
+    assert_eq!(step["done"], true, "{step}");
+    assert_eq!(step["by"], format!("run {run_id}"));
 
-    let stop = id_of(&awaiting(api, json!({"script": "stop_node", "node": NODE})).await);
-    assert_eq!(approve(api, stop).await["status"], "succeeded");
+    d.stop_node().await;
+}
+
+#[tokio::test]
+#[ignore = "bug: the attachment is named diagnostics.tar.gz, not the archive's name: the runner \
+            reads the agent report's `archive`, the agent's diagnostics reports it as `name`"]
+async fn the_attachment_keeps_the_archive_name() {
+    let Some(d) = diagnose("archive_name").await else {
+        return;
+    };
+    let (api, run) = (&d.served.api, &d.run);
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    let (_, v) = api
+        .get(
+            &format!("/api/v1/incidents/{}/attachments", d.incident),
+            None,
+        )
+        .await;
+    let name = v["attachments"][0]["name"].as_str().unwrap_or_default();
+    assert!(
+        name.starts_with("incident-diagnostics-") && name.ends_with(".tar.gz"),
+        "the archive's own name, as on the host: {name:?}; report: {:#}",
+        run["report"]
+    );
+    d.stop_node().await;
 }
