@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use neo_ir_core::config::{Config, NodeConfig};
 use neo_ir_core::incident::IncidentKind;
 use neo_ir_core::runbook::checklist;
-use neo_ir_core::{Role, SystemClock};
+use neo_ir_core::SystemClock;
 use neo_ir_runbook::runner::Runner;
-use neo_ir_sim::{Fault, SimConfig, SimNetwork, SimRole};
+use neo_ir_sim::{Fault, SimConfig, SimNetwork};
 use neo_ir_store::Store;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -66,8 +66,7 @@ pub(crate) fn id_of(run: &Value) -> i64 {
 pub(crate) async fn final_run(api: &Api, id: i64) -> Value {
     let deadline = Instant::now() + RUN_DEADLINE;
     loop {
-        let (s, v) = api.get(&format!("/api/v1/runs/{id}"), None).await;
-        assert_eq!(s, 200, "{v}");
+        let v = read(api, &format!("/api/v1/runs/{id}")).await;
         let status = v["status"].as_str().unwrap_or_default().to_string();
         if !matches!(status.as_str(), "running" | "awaiting_approval") {
             return v;
@@ -91,13 +90,16 @@ pub(crate) async fn run_to_end(api: &Api, body: Value) -> Value {
     final_run(api, id_of(&v)).await
 }
 
+/// `GET path` without a token, which must answer 200: its JSON.
+async fn read(api: &Api, path: &str) -> Value {
+    let (s, v) = api.get(path, None).await;
+    assert_eq!(s, 200, "{path}: {v}");
+    v
+}
+
 /// The incident's timeline events of `type`.
 pub(crate) async fn events(api: &Api, incident: i64, t: &str) -> Vec<Value> {
-    let (s, v) = api
-        .get(&format!("/api/v1/incidents/{incident}"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
-    v["timeline"]
+    read(api, &format!("/api/v1/incidents/{incident}")).await["timeline"]
         .as_array()
         .unwrap()
         .iter()
@@ -108,10 +110,7 @@ pub(crate) async fn events(api: &Api, incident: i64, t: &str) -> Vec<Value> {
 
 /// The checklist entry `key` of incident `incident`.
 pub(crate) async fn item(api: &Api, incident: i64, key: &str) -> Value {
-    let (s, v) = api
-        .get(&format!("/api/v1/incidents/{incident}/runbook"), None)
-        .await;
-    assert_eq!(s, 200, "{v}");
+    let v = read(api, &format!("/api/v1/incidents/{incident}/runbook")).await;
     v["items"]
         .as_array()
         .unwrap()
@@ -142,24 +141,10 @@ async fn network() -> SimNetwork {
     net
 }
 
-/// The simulated nodes as configured nodes (no agents).
-fn sim_nodes(net: &SimNetwork) -> Vec<NodeConfig> {
-    net.nodes()
-        .into_iter()
-        .map(|n| {
-            let role = match n.role {
-                SimRole::Validator => Role::Validator,
-                SimRole::Rpc => Role::Rpc,
-            };
-            NodeConfig::new(n.name, n.rpc_url, role)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn validate_sync_runs_over_the_api_and_a_crashed_node_fails_it() {
     let net = network().await;
-    let served = Served::start(sim_nodes(&net)).await;
+    let served = Served::start(neo_ir_watch::simulated_nodes(&net)).await;
     let api = &served.api;
     let body = json!({"script": "validate_sync"});
 
@@ -262,7 +247,31 @@ async fn validate_sync_runs_over_the_api_and_a_crashed_node_fails_it() {
 #[tokio::test]
 async fn bad_run_requests_are_clear_errors_and_a_dry_run_changes_nothing() {
     let net = network().await;
-    let served = Served::start(sim_nodes(&net)).await;
+    let mut nodes = neo_ir_watch::simulated_nodes(&net);
+    // rpc-1 has no agent; rpc-2's agent does not listen; validator-1's token is not set
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let set = format!(
+        "NEO_IR_SERVER_TEST_AGENT_TOKEN_CLOSED_{}",
+        std::process::id()
+    );
+    std::env::set_var(&set, "a-token-for-nobody");
+    let unset = format!(
+        "NEO_IR_SERVER_TEST_AGENT_TOKEN_UNSET_{}",
+        std::process::id()
+    );
+    for n in &mut nodes {
+        let var = match n.name.as_str() {
+            "rpc-2" => &set,
+            "validator-1" => &unset,
+            _ => continue,
+        };
+        n.agent = Some(format!("http://127.0.0.1:{closed}"));
+        n.agent_token_env = Some(var.clone());
+    }
+    let served = Served::start(nodes).await;
     let api = &served.api;
 
     let (s, v) = start_run(api, json!({"script": "rm_rf"})).await;
@@ -306,6 +315,16 @@ async fn bad_run_requests_are_clear_errors_and_a_dry_run_changes_nothing() {
         v["error"]["message"].as_str().unwrap().contains("agent"),
         "{v}"
     );
+    let (s, v) = start_run(
+        api,
+        json!({"script": "restart_node", "node": "validator-1"}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(&unset),
+        "names the variable: {v}"
+    );
     let (s, v) = api
         .call(
             reqwest::Method::POST,
@@ -321,6 +340,25 @@ async fn bad_run_requests_are_clear_errors_and_a_dry_run_changes_nothing() {
         (s, v["runs"].as_array().map(Vec::len)),
         (200, Some(0)),
         "{v}"
+    );
+
+    // an agent that cannot be reached: the run is stored as refused, saying why
+    let (s, refused) = start_run(api, json!({"script": "restart_node", "node": "rpc-2"})).await;
+    assert_eq!(s, 201, "{refused}");
+    assert_eq!(refused["status"], "refused", "{refused:#}");
+    assert!(
+        refused["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("restart_node on rpc-2: "),
+        "{refused}"
+    );
+    assert_eq!(refused["plan"]["steps"], json!([]));
+    assert!(refused["finished_at"].is_string(), "{refused}");
+    let approve_refused = format!("/api/v1/runs/{}/approve", id_of(&refused));
+    assert_eq!(
+        code(&api.post(&approve_refused, WRITE, json!({})).await),
+        (409, "conflict")
     );
 
     // a dry run: the plan, final at once, nothing executed
@@ -378,15 +416,15 @@ async fn bad_run_requests_are_clear_errors_and_a_dry_run_changes_nothing() {
     let (s, v) = api.get("/api/v1/runs", None).await;
     assert_eq!(
         (s, v["runs"].as_array().map(Vec::len)),
-        (200, Some(1)),
-        "{v}"
+        (200, Some(2)),
+        "the refused run and the dry run: {v}"
     );
 }
 
 #[tokio::test]
 async fn runs_on_an_incident_are_on_its_timeline_and_do_its_checklist() {
     let net = network().await;
-    let served = Served::start(sim_nodes(&net)).await;
+    let served = Served::start(neo_ir_watch::simulated_nodes(&net)).await;
     let api = &served.api;
     let id = api
         .declare_on("node_down", "rpc-1 is down", &["rpc-1"])
@@ -548,7 +586,7 @@ async fn runs_on_an_incident_are_on_its_timeline_and_do_its_checklist() {
 #[tokio::test]
 async fn a_successful_validate_sync_does_the_items_whose_script_it_is() {
     let net = network().await;
-    let served = Served::start(sim_nodes(&net)).await;
+    let served = Served::start(neo_ir_watch::simulated_nodes(&net)).await;
     let api = &served.api;
     for kind in IncidentKind::ALL {
         let id = api
@@ -630,7 +668,7 @@ async fn without_a_runner_runs_are_unavailable_but_reads_and_marks_work() {
             expected 409 conflict as for ack and roles"]
 async fn a_reviewed_incident_takes_no_more_marks_or_runs() {
     let net = network().await;
-    let served = Served::start(sim_nodes(&net)).await;
+    let served = Served::start(neo_ir_watch::simulated_nodes(&net)).await;
     let api = &served.api;
     let id = api
         .declare_on("node_down", "rpc-1 was down", &["rpc-1"])
