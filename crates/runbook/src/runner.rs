@@ -200,6 +200,11 @@ impl Runner {
             let Some((i, _)) = self.store.incident(id).await? else {
                 return Err(RunnerError::NoSuchIncident(id));
             };
+            if i.status == neo_ir_core::incident::Status::Reviewed {
+                return Err(RunnerError::Conflict(format!(
+                    "incident {id} is reviewed: its record is final; run it without --incident"
+                )));
+            }
             if node.is_none() && matches!(script.place, Place::Host(_)) && i.nodes.len() == 1 {
                 node = i.nodes.first().cloned();
             }
@@ -785,8 +790,9 @@ impl Runner {
         } = r;
         // a diagnostics archive goes to the incident, not into the run's JSON
         if let Some(b64) = report.get("archive_base64").and_then(Value::as_str) {
-            let name = report["archive"]
+            let name = report["name"]
                 .as_str()
+                .or(report["archive"].as_str())
                 .unwrap_or("diagnostics.tar.gz")
                 .to_string();
             match (base64_decode(b64), run.incident_id) {

@@ -357,7 +357,7 @@ impl IntoResponse for ApiError {
 async fn not_found() -> ApiError {
     ApiError::not_found(
         "no such endpoint; see /api/v1/incidents, /api/v1/nodes, /api/v1/silences, \
-         /api/v1/audit, /api/v1/status, /status, /healthz",
+         /api/v1/runs, /api/v1/audit, /api/v1/status, /status, /healthz",
     )
 }
 

@@ -663,9 +663,6 @@ async fn without_a_runner_runs_are_unavailable_but_reads_and_marks_work() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a reviewed incident's checklist mark answers 200 and is stored without its \
-            timeline event, and a run on it is accepted with its runbook_run events dropped; \
-            expected 409 conflict as for ack and roles"]
 async fn a_reviewed_incident_takes_no_more_marks_or_runs() {
     let net = network().await;
     let served = Served::start(neo_ir_watch::simulated_nodes(&net)).await;

@@ -498,8 +498,6 @@ async fn incident_diagnostics_attaches_its_archive_to_the_incident() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the attachment is named diagnostics.tar.gz, not the archive's name: the runner \
-            reads the agent report's `archive`, the agent's diagnostics reports it as `name`"]
 async fn the_attachment_keeps_the_archive_name() {
     let Some(d) = diagnose("archive_name").await else {
         return;
