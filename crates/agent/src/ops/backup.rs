@@ -52,25 +52,7 @@ pub(crate) struct RestoreJob {
 /// The timestamp and the same-second counter of a backup name
 /// (`neo-data-20240501T120000Z.tar.gz`, `neo-data-20240501T120000Z-2.tar.gz`).
 pub fn parse_backup_name(name: &str) -> Option<(String, u32)> {
-    if !fsutil::plain_file_name(name) {
-        return None;
-    }
-    let core = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
-    let (stamp, n) = match core.split_once('-') {
-        Some((s, n)) => {
-            if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            (s, n.parse::<u32>().ok().filter(|n| *n >= 2)?)
-        }
-        None => (core, 1),
-    };
-    let b = stamp.as_bytes();
-    let shape = b.len() == 16
-        && b[8] == b'T'
-        && b[15] == b'Z'
-        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
-    shape.then(|| (stamp.to_string(), n))
+    super::parse_stamped_name(name, PREFIX, SUFFIX)
 }
 
 fn backup_dir(ctx: &Ctx) -> Result<PathBuf, Refusal> {
@@ -206,14 +188,7 @@ pub(crate) fn prepare_backup(ctx: &Ctx, args: &Value) -> Result<Prepared, Refusa
             data.display()
         )));
     }
-    let stamp = file_stamp(jiff::Timestamp::now());
-    let mut name = format!("{PREFIX}{stamp}{SUFFIX}");
-    for n in 2..1000 {
-        if std::fs::symlink_metadata(dir.join(&name)).is_err() {
-            break;
-        }
-        name = format!("{PREFIX}{stamp}-{n}{SUFFIX}");
-    }
+    let name = super::fresh_stamped_name(&dir, PREFIX, SUFFIX);
     let archive = dir.join(&name);
     let steps = vec![
         svc.status_step("status"),

@@ -13,6 +13,7 @@
 //! when the caller disconnects, so a half-done restore is never abandoned midway.
 
 pub mod backup;
+pub mod cleanup;
 pub mod db;
 pub mod diagnostics;
 pub mod exec;
@@ -229,6 +230,8 @@ pub(crate) enum Job {
     Db(db::DbJob),
     FirewallApply(firewall::ApplyJob),
     FirewallRollback(firewall::RollbackJob),
+    EmergencyCleanup(cleanup::CleanupJob),
+    Diagnostics(diagnostics::DiagJob),
 }
 
 /// How an executed operation ended.
@@ -262,9 +265,8 @@ pub async fn prepare(ctx: &Ctx, op: &str, args: &Value) -> Result<Prepared, Refu
         "db_check" | "db_repair" | "db_optimize" => db::prepare(ctx, op, args).await,
         "firewall_apply" => firewall::prepare_apply(ctx, args),
         "firewall_rollback" => firewall::prepare_rollback(ctx, args),
-        _ if KNOWN_OPS.iter().any(|(n, _)| *n == op) => Err(Refusal::Unsupported(format!(
-            "{op} is not available in this build of the agent yet"
-        ))),
+        "emergency_cleanup" => cleanup::prepare(ctx, args),
+        "diagnostics" => diagnostics::prepare(ctx, args),
         _ => Err(unknown_op(op)),
     }
 }
@@ -282,6 +284,8 @@ async fn execute(ctx: &Ctx, job: Job, exec: &mut Execution) -> Outcome {
         Job::Db(j) => db::execute(ctx, j, exec).await,
         Job::FirewallApply(j) => firewall::apply(ctx, j, exec).await,
         Job::FirewallRollback(j) => firewall::rollback(ctx, j, exec).await,
+        Job::EmergencyCleanup(j) => cleanup::execute(ctx, j, exec).await,
+        Job::Diagnostics(j) => diagnostics::execute(ctx, j, exec).await,
     }
 }
 
@@ -419,6 +423,43 @@ pub fn argv_text(argv: &[String]) -> String {
 /// A timestamp in file names: `20240501T120000Z` (UTC).
 pub fn file_stamp(at: jiff::Timestamp) -> String {
     at.strftime("%Y%m%dT%H%M%SZ").to_string()
+}
+
+/// The timestamp and same-second counter of `<prefix><yyyymmddThhmmssZ>[-N]<suffix>`, a
+/// plain file name (so a name from a request can never leave its directory).
+pub fn parse_stamped_name(name: &str, prefix: &str, suffix: &str) -> Option<(String, u32)> {
+    if !fsutil::plain_file_name(name) {
+        return None;
+    }
+    let core = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+    let (stamp, n) = match core.split_once('-') {
+        Some((s, n)) => {
+            if n.is_empty() || n.len() > 3 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            (s, n.parse::<u32>().ok().filter(|n| *n >= 2)?)
+        }
+        None => (core, 1),
+    };
+    let b = stamp.as_bytes();
+    let shape = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    shape.then(|| (stamp.to_string(), n))
+}
+
+/// A name `<prefix><stamp><suffix>` not yet taken in `dir` (`-2`, `-3`... within a second).
+pub fn fresh_stamped_name(dir: &std::path::Path, prefix: &str, suffix: &str) -> String {
+    let stamp = file_stamp(jiff::Timestamp::now());
+    let mut name = format!("{prefix}{stamp}{suffix}");
+    for n in 2..1000 {
+        if std::fs::symlink_metadata(dir.join(&name)).is_err() {
+            break;
+        }
+        name = format!("{prefix}{stamp}-{n}{suffix}");
+    }
+    name
 }
 
 /// The arguments of one operation: an object (or `null`), read key by key; keys never read

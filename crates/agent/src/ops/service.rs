@@ -8,7 +8,7 @@
 //! 127.0.0.1:`rpc_port` within `start_wait`; a node that exits during startup fails the wait
 //! at once, with the tail of its log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,27 +30,42 @@ const POLL: Duration = Duration::from_millis(50);
 /// Lines of the node's log quoted when a start fails.
 const LOG_TAIL_LINES: usize = 20;
 
-/// Exit statuses of node processes this agent started, by pid (filled by their reaper task,
-/// so a start can tell at once that the node exited).
+/// The node processes this agent started: those still running (not yet reaped, so their
+/// pid cannot have been reused) and how the others exited (filled by their reaper task, so a
+/// start can tell at once that the node exited).
 #[derive(Debug, Clone, Default)]
-pub struct Children(Arc<Mutex<HashMap<u32, String>>>);
+pub struct Children(Arc<Mutex<ChildTable>>);
+
+#[derive(Debug, Default)]
+struct ChildTable {
+    live: HashSet<u32>,
+    exited: HashMap<u32, String>,
+}
 
 impl Children {
-    fn forget(&self, pid: u32) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(&pid);
+    fn spawned(&self, pid: u32) {
+        if let Ok(mut t) = self.0.lock() {
+            t.exited.remove(&pid);
+            t.live.insert(pid);
         }
     }
 
     fn record(&self, pid: u32, status: String) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(pid, status);
+        if let Ok(mut t) = self.0.lock() {
+            t.live.remove(&pid);
+            t.exited.insert(pid, status);
         }
     }
 
     /// How the child `pid` exited, if it was ours and has exited.
     pub fn exit_of(&self, pid: u32) -> Option<String> {
-        self.0.lock().ok().and_then(|m| m.get(&pid).cloned())
+        self.0.lock().ok().and_then(|t| t.exited.get(&pid).cloned())
+    }
+
+    /// `pid` is a child of this agent that has not been reaped: it is the node we started
+    /// (its `/proc/<pid>/cmdline` may still be empty right after the spawn).
+    pub fn is_live(&self, pid: u32) -> bool {
+        self.0.lock().is_ok_and(|t| t.live.contains(&pid))
     }
 }
 
@@ -316,7 +331,11 @@ impl ServiceCtl<'_> {
                     pid_file.clone(),
                     self.cfg.proc_root.clone(),
                 );
-                blocking(move || process_status(&pid_file, &root, &argv0)).await?
+                let children = self.children.clone();
+                blocking(move || {
+                    process_status(&pid_file, &root, &argv0, &|pid| children.is_live(pid))
+                })
+                .await?
             }
         }
     }
@@ -364,7 +383,7 @@ impl ServiceCtl<'_> {
         let Some(pid) = child.id() else {
             return Err(format!("{} exited before it got a pid", argv[0]));
         };
-        self.children.forget(pid);
+        self.children.spawned(pid);
         let children = self.children.clone();
         // the reaper: no zombie is left, and a start can see an early exit at once
         tokio::spawn(async move {
@@ -566,9 +585,14 @@ fn pid_alive(proc_root: &Path, pid: u32) -> bool {
     }
 }
 
-/// The process backend's view: pid file, `/proc/<pid>`, not a zombie, and its cmdline's
-/// program is `argv0`'s.
-fn process_status(pid_file: &Path, proc_root: &Path, argv0: &str) -> Result<Status, String> {
+/// The process backend's view: pid file, `/proc/<pid>`, not a zombie, and either our own
+/// unreaped child or a process whose cmdline's program is `argv0`'s.
+fn process_status(
+    pid_file: &Path,
+    proc_root: &Path,
+    argv0: &str,
+    ours: &dyn Fn(u32) -> bool,
+) -> Result<Status, String> {
     let not = |detail: String| Status {
         running: false,
         pid: None,
@@ -585,10 +609,17 @@ fn process_status(pid_file: &Path, proc_root: &Path, argv0: &str) -> Result<Stat
             format!("pid {pid} from {} is not running", pid_file.display())
         }));
     }
+    let want = program_name(argv0);
+    if ours(pid) {
+        return Ok(Status {
+            running: true,
+            pid: Some(pid),
+            detail: format!("pid {pid} runs {want} (started by this agent)"),
+        });
+    }
     let cmdline = std::fs::read(proc_root.join(format!("{pid}/cmdline"))).unwrap_or_default();
     let first = cmdline.split(|b| *b == 0).next().unwrap_or(&[]);
     let first = String::from_utf8_lossy(first);
-    let want = program_name(argv0);
     if program_name(&first) != want {
         return Ok(not(format!(
             "pid {pid} from {} runs {:?}, not {want} (stale pid file; not signalled)",
@@ -629,24 +660,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pf = dir.path().join("n.pid");
         let root = Path::new("/proc");
-        let st = process_status(&pf, root, "/usr/bin/whatever").unwrap();
+        let no = |_: u32| false;
+        let st = process_status(&pf, root, "/usr/bin/whatever", &no).unwrap();
         assert!(!st.running && st.detail.contains("no pid file"), "{st:?}");
         // this test process runs, but it is not "neo-node": never ours
         std::fs::write(&pf, format!("{}\n", std::process::id())).unwrap();
-        let st = process_status(&pf, root, "/opt/neo/neo-node").unwrap();
+        let st = process_status(&pf, root, "/opt/neo/neo-node", &no).unwrap();
         assert!(
             !st.running && st.detail.contains("stale pid file"),
             "{st:?}"
         );
+        // unless it is a child this agent started and has not reaped
+        let st = process_status(&pf, root, "/opt/neo/neo-node", &|_| true).unwrap();
+        assert!(st.running, "{st:?}");
         let me = std::fs::read(format!("/proc/{}/cmdline", std::process::id())).unwrap();
         let me = String::from_utf8_lossy(me.split(|b| *b == 0).next().unwrap()).into_owned();
-        let st = process_status(&pf, root, &me).unwrap();
+        let st = process_status(&pf, root, &me, &no).unwrap();
         assert!(st.running, "{st:?}");
         assert_eq!(st.pid, Some(std::process::id()));
         std::fs::write(&pf, "garbage").unwrap();
-        assert!(process_status(&pf, root, &me).is_err());
+        assert!(process_status(&pf, root, &me, &no).is_err());
         std::fs::write(&pf, "999999999").unwrap();
-        assert!(!process_status(&pf, root, &me).unwrap().running);
+        assert!(!process_status(&pf, root, &me, &|_| true).unwrap().running);
     }
 
     #[test]

@@ -32,7 +32,7 @@ fn sha256sum_check(dir: &Path, name: &str) -> bool {
 async fn backup_alter_restore_round_trip() {
     let (site, cfg) = backup_site();
     let agent = Agent::start(cfg).await;
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let pid = site.pid().unwrap();
 
     let r = dry_run(&agent, "backup", json!(null)).await;
@@ -232,7 +232,7 @@ async fn a_stopped_node_stays_stopped_and_tampering_is_caught() {
 async fn an_archive_with_dotdot_entries_is_refused_on_restore() {
     let (site, cfg) = backup_site();
     let agent = Agent::start(cfg).await;
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let pid = site.pid().unwrap();
     let backups = site.path("backups");
     std::fs::create_dir_all(&backups).unwrap();
@@ -368,7 +368,7 @@ async fn a_failed_backup_starts_the_node_again() {
     std::fs::write(site.path("backups"), "not a directory").unwrap();
     cfg.backup_dir = Some(site.path("backups"));
     let agent = Agent::start(cfg).await;
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let r = approved(&agent, "backup", json!(null)).await;
     assert!(!r.ok);
     assert_eq!(r.summary, "the archive could not be written; no backup");

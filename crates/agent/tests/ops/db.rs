@@ -21,7 +21,7 @@ async fn check_repair_optimize_with_the_simulator_tool() {
     let site = Site::new();
     // the implementation comes from the running node's getversion
     let agent = Agent::start(db_config(&site)).await;
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
 
     let r = dry_run(&agent, "db_check", json!(null)).await;
     assert_eq!(r.report["implementation"], "neo-ir-sim");
@@ -59,7 +59,7 @@ async fn check_repair_optimize_with_the_simulator_tool() {
     assert_eq!(r.report["healthy"], false);
 
     // optimize refuses a corrupt database: the node stays stopped
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let (status, v) = post(&agent, "db_optimize", json!({})).await;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
@@ -101,7 +101,7 @@ async fn check_repair_optimize_with_the_simulator_tool() {
     assert!(!site.data.join("chain/CORRUPT").exists());
 
     // optimize on a running node: stopped, optimized, started
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let pid = site.pid().unwrap();
     let r = approved(&agent, "db_optimize", json!(null)).await;
     assert!(r.ok, "{r:#?}");

@@ -3,6 +3,7 @@
 //! port, holds a LOCK file while it runs and refuses to start when one is left behind.
 
 mod backup;
+mod cleanup;
 mod db;
 mod firewall;
 mod node;
@@ -211,7 +212,13 @@ pub fn output<'a>(r: &'a OpReport, name: &str) -> &'a str {
         .output
 }
 
-/// Stop the node a test left running (best effort).
+/// Start the node and wait until it answers.
+pub async fn start_node(agent: &Agent) {
+    let r = approved(agent, "service_start", json!(null)).await;
+    assert!(r.ok, "{r:#?}");
+}
+
+/// Stop the node a test left running.
 pub async fn stop_node(agent: &Agent) {
     let r = approved(agent, "service_stop", json!(null)).await;
     assert!(r.ok, "{r:#?}");

@@ -177,7 +177,7 @@ async fn quick_recovery_restarts_a_healthy_node() {
     );
     assert!(text.contains("note: if the node still does not answer: restart failed; restore from backup: neo-ir run restore_backup --latest"), "{text}");
 
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let r = approved(&agent, "quick_recovery", json!(null)).await;
     assert!(r.ok, "{r:#?}");
     assert_eq!(r.summary, "node restarted");
@@ -201,7 +201,7 @@ async fn quick_recovery_restarts_a_healthy_node() {
 async fn quick_recovery_clears_a_stale_lock_after_a_crash() {
     let site = Site::new();
     let agent = Agent::start(site.config()).await;
-    assert!(approved(&agent, "service_start", json!(null)).await.ok);
+    start_node(&agent).await;
     let pid = site.pid().unwrap();
     // a crash: SIGKILL leaves LOCK behind, and a temp file
     kill9(pid).await;
