@@ -7,6 +7,7 @@ mod cleanup;
 mod db;
 mod firewall;
 mod node;
+mod plans;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
