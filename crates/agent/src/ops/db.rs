@@ -15,7 +15,7 @@ use neo_ir_core::runbook::{Plan, Step};
 use serde_json::{json, Value};
 
 use super::exec::Execution;
-use super::{rpc, Args, Ctx, Job, Outcome, Prepared, Refusal};
+use super::{Args, Ctx, Job, Outcome, Prepared, Refusal};
 
 /// Hard limit of one run of a database tool (a repair or compaction of a large chain is
 /// long).
@@ -72,42 +72,12 @@ fn refusal_for(implementation: &str, op: DbOp) -> Option<String> {
     ))
 }
 
-/// The implementation: configured, else from the node's `getversion` (now, or the last
-/// time it answered).
+/// The implementation, or why it is unknown.
 async fn implementation(ctx: &Ctx) -> Result<String, Refusal> {
-    if let Some(i) = &ctx.cfg.implementation {
-        return Ok(i.clone());
-    }
-    let asked = rpc::call(
-        &ctx.http,
-        ctx.cfg.rpc_port,
-        "getversion",
-        json!([]),
-        Duration::from_secs(2),
-    )
-    .await;
-    let remembered = ctx.detected.lock().ok().and_then(|d| d.clone());
-    let v = match (asked, remembered) {
-        (Ok(v), _) => v,
-        (Err(_), Some(known)) => return Ok(known),
-        (Err(e), None) => {
-            return Err(Refusal::Unsupported(format!(
-                "the node implementation is unknown (getversion on 127.0.0.1:{}: {e}); start \
-             the agent with --implementation neo-cli|neo-go|neo-rs|neo-ir-sim",
-                ctx.cfg.rpc_port
-            )))
-        }
-    };
-    let ua = v.get("useragent").and_then(Value::as_str).unwrap_or("");
-    let found = rpc::implementation_from_user_agent(ua).map(str::to_string);
-    if let (Some(f), Ok(mut d)) = (&found, ctx.detected.lock()) {
-        *d = Some(f.clone());
-    }
-    found.ok_or_else(|| {
+    ctx.implementation().await.map_err(|e| {
         Refusal::Unsupported(format!(
-            "the node's user agent {:?} names no known implementation; start the agent \
-                 with --implementation neo-cli|neo-go|neo-rs|neo-ir-sim",
-            neo_ir_core::text::clip(ua, 60)
+            "the node implementation is unknown ({e}); start the agent with \
+             --implementation neo-cli|neo-go|neo-rs|neo-ir-sim"
         ))
     })
 }

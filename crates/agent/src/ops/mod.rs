@@ -191,6 +191,53 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The node's implementation: `--implementation`, else what its `getversion` says (now,
+    /// or the last time it answered: database tools run while the node is down).
+    pub async fn implementation(&self) -> Result<String, String> {
+        if let Some(i) = &self.cfg.implementation {
+            return Ok(i.clone());
+        }
+        let asked = rpc::call(
+            &self.http,
+            self.cfg.rpc_port,
+            "getversion",
+            serde_json::json!([]),
+            Duration::from_secs(2),
+        )
+        .await;
+        let remembered = self.detected.lock().ok().and_then(|d| d.clone());
+        let v = match (asked, remembered) {
+            (Ok(v), _) => v,
+            (Err(_), Some(known)) => return Ok(known),
+            (Err(e), None) => {
+                return Err(format!(
+                    "getversion on 127.0.0.1:{}: {e}",
+                    self.cfg.rpc_port
+                ))
+            }
+        };
+        let ua = v.get("useragent").and_then(Value::as_str).unwrap_or("");
+        let found = rpc::implementation_from_user_agent(ua).ok_or_else(|| {
+            format!(
+                "the node's user agent {:?} names no known implementation",
+                neo_ir_core::text::clip(ua, 60)
+            )
+        })?;
+        if let Ok(mut d) = self.detected.lock() {
+            *d = Some(found.to_string());
+        }
+        Ok(found.to_string())
+    }
+
+    /// Learn the implementation while the node answers, when it is not known yet.
+    async fn learn_implementation(&self) {
+        let known =
+            self.cfg.implementation.is_some() || self.detected.lock().is_ok_and(|d| d.is_some());
+        if !known {
+            let _ = self.implementation().await;
+        }
+    }
+
     /// The node's service, or why operations on it are unsupported.
     pub fn service(&self) -> Result<ServiceCtl<'_>, Refusal> {
         let service = self.cfg.effective_service().ok_or_else(|| {
@@ -382,6 +429,7 @@ impl Ops {
             let mut exec = Execution::new(&p.plan);
             let out = execute(&ctx, p.job, &mut exec).await;
             let results: Vec<StepResult> = exec.finish();
+            ctx.learn_implementation().await;
             if out.ok {
                 tracing::info!(op = name, approved_by = approver, summary = %out.summary, "agent operation succeeded");
             } else {
