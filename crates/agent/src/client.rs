@@ -114,12 +114,7 @@ async fn run_op_inner(
         .await
         .map_err(|e| transport(e, timeout))?;
     let status = resp.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(AgentError::Auth {
-            status: status.as_u16(),
-        }
-        .into());
-    }
+    refused_token(status)?;
     let body = read_body(resp, MAX_OP_REPORT_BYTES, timeout).await?;
     if status.is_success() {
         return serde_json::from_slice(&body)
@@ -141,6 +136,16 @@ async fn run_op_inner(
         (404, "unknown_op") => OpError::UnknownOp(message),
         (s, _) => AgentError::HttpStatus { status: s }.into(),
     })
+}
+
+/// 401 and 403: the token was refused.
+fn refused_token(status: StatusCode) -> Result<(), AgentError> {
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(AgentError::Auth {
+            status: status.as_u16(),
+        });
+    }
+    Ok(())
 }
 
 /// `{base_url}{path}` when it is an http(s) URL.
@@ -215,11 +220,7 @@ async fn fetch_inner(
         .map_err(|e| transport(e, timeout))?;
 
     let status = resp.status();
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-        return Err(AgentError::Auth {
-            status: status.as_u16(),
-        });
-    }
+    refused_token(status)?;
     if !status.is_success() {
         return Err(AgentError::HttpStatus {
             status: status.as_u16(),

@@ -146,26 +146,7 @@ impl Collector {
     }
 
     async fn systemd_status(&self, unit: &str) -> Result<ProcessReport, String> {
-        if !crate::config::valid_unit_name(unit) {
-            return Err(format!("invalid systemd unit name {unit:?}"));
-        }
-        let out = command::run(
-            "systemctl",
-            &[
-                "show",
-                unit,
-                "--property=LoadState,MainPID,ActiveState,SubState",
-                "--no-pager",
-            ],
-            self.cfg.command_timeout,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let status = parse_systemctl_show(&out);
-        if status.active_state.is_none() {
-            return Err("systemctl show gave no ActiveState".into());
-        }
-        let mut report = process_from_systemd(&status);
+        let mut report = systemd_show(unit, self.cfg.command_timeout).await?;
         if let (ProcessState::Running, Some(pid)) = (report.state, report.pid) {
             if !self.cfg.proc_root.join(pid.to_string()).exists() {
                 append_detail(
@@ -288,6 +269,30 @@ impl Collector {
     }
 }
 
+/// The process state `systemctl show UNIT` gives (the report's and the operations' view).
+pub(crate) async fn systemd_show(unit: &str, timeout: Duration) -> Result<ProcessReport, String> {
+    if !crate::config::valid_unit_name(unit) {
+        return Err(format!("invalid systemd unit name {unit:?}"));
+    }
+    let out = command::run(
+        "systemctl",
+        &[
+            "show",
+            unit,
+            "--property=LoadState,MainPID,ActiveState,SubState",
+            "--no-pager",
+        ],
+        timeout,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let status = parse_systemctl_show(&out);
+    if status.active_state.is_none() {
+        return Err("systemctl show gave no ActiveState".into());
+    }
+    Ok(process_from_systemd(&status))
+}
+
 /// Run blocking file-system work off the async threads.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> io::Result<T> {
     tokio::task::spawn_blocking(f)
@@ -356,7 +361,7 @@ fn read_proc(root: &Path, rel: &str) -> io::Result<String> {
 
 /// The process state systemd reports. `activating` without a main pid (e.g. the
 /// `auto-restart` sub-state after a crash) counts as stopped.
-pub(crate) fn process_from_systemd(s: &SystemdStatus) -> ProcessReport {
+fn process_from_systemd(s: &SystemdStatus) -> ProcessReport {
     let active = s.active_state.as_deref().unwrap_or("");
     let state = if s.load_state.as_deref() == Some("not-found") {
         ProcessState::Unknown

@@ -1,11 +1,11 @@
-//! Running `systemctl` and `journalctl` safely: an argument vector (never a shell string), no
-//! stdin, a hard timeout after which the child is killed, a cap on the output kept; and the
-//! parser of `systemctl show` output.
+//! Running `systemctl` and `journalctl` for the report: through the operations' runner
+//! (an argument vector, never a shell string; no stdin; a hard timeout after which the child
+//! is killed; a cap on the output kept), success meaning exit 0; and the parser of
+//! `systemctl show` output.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::Command;
+use crate::ops::exec::{run_argv, RunError};
 
 /// Most bytes of a command's stdout kept.
 const MAX_OUTPUT_BYTES: usize = 1 << 20;
@@ -27,38 +27,18 @@ pub enum CommandError {
     },
 }
 
-/// Run `program args...` and return its stdout (lossy UTF-8, at most 1 MiB).
+/// Run `program args...` and return its stdout (lossy UTF-8, at most 1 MiB); a non-zero
+/// exit is an error quoting stderr.
 pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<String, CommandError> {
-    let child = Command::new(program)
-        .args(args)
-        .env("LC_ALL", "C")
-        .env("SYSTEMD_COLORS", "0")
-        .env("SYSTEMD_PAGER", "")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| CommandError::Spawn {
-            program: program.to_string(),
-            message: e.to_string(),
-        })?;
-    // On timeout the future (and the child handle) is dropped, which kills the child.
-    let out = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(r) => r.map_err(|e| CommandError::Spawn {
-            program: program.to_string(),
-            message: e.to_string(),
-        })?,
-        Err(_) => {
-            return Err(CommandError::Timeout {
-                program: program.to_string(),
-                timeout,
-            })
-        }
-    };
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let mut stderr: String = stderr
+    let mut argv = vec![program.to_string()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let out = run_argv(&argv, timeout).await.map_err(|e| match e {
+        RunError::Spawn { program, message } => CommandError::Spawn { program, message },
+        RunError::Timeout { program, timeout } => CommandError::Timeout { program, timeout },
+    })?;
+    if out.exit_code != Some(0) {
+        let mut stderr: String = out
+            .stderr
             .trim()
             .chars()
             .filter(|c| !c.is_control() || *c == ' ')
@@ -69,12 +49,22 @@ pub async fn run(program: &str, args: &[&str], timeout: Duration) -> Result<Stri
         }
         return Err(CommandError::Failed {
             program: program.to_string(),
-            status: out.status.to_string(),
+            status: match out.exit_code {
+                Some(c) => format!("exit status: {c}"),
+                None => "a signal".to_string(),
+            },
             stderr,
         });
     }
-    let stdout = &out.stdout[..out.stdout.len().min(MAX_OUTPUT_BYTES)];
-    Ok(String::from_utf8_lossy(stdout).into_owned())
+    let mut stdout = out.stdout;
+    if stdout.len() > MAX_OUTPUT_BYTES {
+        let mut cut = MAX_OUTPUT_BYTES;
+        while !stdout.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stdout.truncate(cut);
+    }
+    Ok(stdout)
 }
 
 /// What `systemctl show UNIT --property=LoadState,MainPID,ActiveState,SubState` says.

@@ -161,35 +161,31 @@ pub(crate) fn prepare(ctx: &Ctx, args: &Value) -> Result<Prepared, Refusal> {
         .effective_log_dir()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    steps.push(Step::builtin(
+    let delete_step = |name: &str, paths: &[PathBuf], what: String, none: String| {
+        let detail = if paths.is_empty() {
+            format!("nothing to delete: {none}")
+        } else {
+            format!("delete {} {what}: {}", paths.len(), list(paths))
+        };
+        Step::builtin(
+            name,
+            "delete",
+            detail,
+            Duration::from_secs(120),
+            !paths.is_empty(),
+        )
+    };
+    steps.push(delete_step(
         "rotated_logs",
-        "delete",
-        if rotated.is_empty() {
-            "nothing to delete: no rotated logs".to_string()
-        } else {
-            format!(
-                "delete {} rotated logs (*.log.N, *.gz, *.old) in {log_dir}: {}",
-                rotated.len(),
-                list(&rotated)
-            )
-        },
-        Duration::from_secs(120),
-        !rotated.is_empty(),
+        &rotated,
+        format!("rotated logs (*.log.N, *.gz, *.old) in {log_dir}"),
+        "no rotated logs".into(),
     ));
-    steps.push(Step::builtin(
+    steps.push(delete_step(
         "diagnostics_archives",
-        "delete",
-        if diagnostics.is_empty() {
-            format!("nothing to delete: at most {KEEP_DIAGNOSTICS} diagnostics archives")
-        } else {
-            format!(
-                "delete {} diagnostics archives older than the newest {KEEP_DIAGNOSTICS}: {}",
-                diagnostics.len(),
-                list(&diagnostics)
-            )
-        },
-        Duration::from_secs(120),
-        !diagnostics.is_empty(),
+        &diagnostics,
+        format!("diagnostics archives older than the newest {KEEP_DIAGNOSTICS}"),
+        format!("at most {KEEP_DIAGNOSTICS} diagnostics archives"),
     ));
     steps.push(Step::builtin(
         "disk_after",

@@ -236,7 +236,9 @@ impl Execution {
         let i = self.index(name).ok_or(StepFailed)?;
         let started = Instant::now();
         let timeout = self.steps[i].timeout;
-        match tokio::time::timeout(timeout, work).await {
+        // boxed: operations nest steps, and their futures would otherwise all be built on
+        // the (test or worker) thread's stack
+        match tokio::time::timeout(timeout, Box::pin(work)).await {
             Ok(Ok((value, output))) => {
                 self.record(i, StepStatus::Ok, None, &output, started);
                 Ok(value)

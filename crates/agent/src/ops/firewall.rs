@@ -430,6 +430,27 @@ async fn write_file(path: PathBuf, text: String) -> Result<((), String), String>
     Ok(((), format!("wrote {shown} ({n} bytes)")))
 }
 
+/// Where loading a ruleset stopped.
+enum Load {
+    /// Not written, or refused by `nft -c`: nothing changed.
+    NotAccepted,
+    /// `nft -f` failed (it applies all or nothing).
+    NotApplied,
+}
+
+/// The `write`, `check` and `apply` steps: write `text` to `path`, `nft -c -f` it, `nft -f` it.
+async fn load(exec: &mut Execution, path: PathBuf, text: String) -> Result<(), Load> {
+    if exec.builtin("write", write_file(path, text)).await.is_err()
+        || exec.exec("check").await.is_err()
+    {
+        return Err(Load::NotAccepted);
+    }
+    exec.exec("apply")
+        .await
+        .map(|_| ())
+        .map_err(|_| Load::NotApplied)
+}
+
 pub(crate) async fn apply(ctx: &Ctx, job: ApplyJob, exec: &mut Execution) -> Outcome {
     let mut report = json!({
         "ruleset": job.ruleset,
@@ -477,23 +498,18 @@ pub(crate) async fn apply(ctx: &Ctx, job: ApplyJob, exec: &mut Execution) -> Out
         );
     };
     report["replaced_table"] = json!(had_table);
-    if exec
-        .builtin(
-            "write",
-            write_file(job.state.join(APPLY), job.ruleset.clone()),
-        )
-        .await
-        .is_err()
-        || exec.exec("check").await.is_err()
-    {
-        return Outcome::new(
-            false,
-            report,
-            "the ruleset was not accepted; nothing applied",
-        );
-    }
-    if exec.exec("apply").await.is_err() {
-        return Outcome::new(false, report, "nft could not apply the ruleset");
+    match load(exec, job.state.join(APPLY), job.ruleset.clone()).await {
+        Ok(()) => {}
+        Err(Load::NotAccepted) => {
+            return Outcome::new(
+                false,
+                report,
+                "the ruleset was not accepted; nothing applied",
+            )
+        }
+        Err(Load::NotApplied) => {
+            return Outcome::new(false, report, "nft could not apply the ruleset")
+        }
     }
     let rate = match job.spec.rate_limit_per_minute {
         Some(r) => format!(
@@ -519,23 +535,18 @@ pub(crate) async fn apply(ctx: &Ctx, job: ApplyJob, exec: &mut Execution) -> Out
 
 pub(crate) async fn rollback(_ctx: &Ctx, job: RollbackJob, exec: &mut Execution) -> Outcome {
     let report = json!({"restored_previous_table": job.had_table, "ruleset": job.content});
-    if exec
-        .builtin(
-            "write",
-            write_file(job.state.join(ROLLBACK), job.content.clone()),
-        )
-        .await
-        .is_err()
-        || exec.exec("check").await.is_err()
-    {
-        return Outcome::new(
-            false,
-            report,
-            "the rollback file was not accepted; nothing changed",
-        );
-    }
-    if exec.exec("apply").await.is_err() {
-        return Outcome::new(false, report, "nft could not apply the rollback");
+    match load(exec, job.state.join(ROLLBACK), job.content.clone()).await {
+        Ok(()) => {}
+        Err(Load::NotAccepted) => {
+            return Outcome::new(
+                false,
+                report,
+                "the rollback file was not accepted; nothing changed",
+            )
+        }
+        Err(Load::NotApplied) => {
+            return Outcome::new(false, report, "nft could not apply the rollback")
+        }
     }
     let summary = if job.had_table {
         "firewall rolled back to the table before the last firewall_apply"

@@ -318,21 +318,22 @@ pub async fn prepare(ctx: &Ctx, op: &str, args: &Value) -> Result<Prepared, Refu
     }
 }
 
+/// Run the planned job (each operation's future on the heap: they are large).
 async fn execute(ctx: &Ctx, job: Job, exec: &mut Execution) -> Outcome {
     match job {
-        Job::ServiceStatus => node::status(ctx, exec).await,
-        Job::ServiceStart => node::start(ctx, exec).await,
-        Job::ServiceStop => node::stop(ctx, exec).await,
-        Job::ServiceRestart => node::restart(ctx, exec).await,
-        Job::QuickRecovery => node::quick_recovery(ctx, exec).await,
-        Job::Backup(j) => backup::backup(ctx, j, exec).await,
-        Job::BackupVerify(j) => backup::verify(ctx, j, exec).await,
-        Job::Restore(j) => backup::restore(ctx, j, exec).await,
-        Job::Db(j) => db::execute(ctx, j, exec).await,
-        Job::FirewallApply(j) => firewall::apply(ctx, j, exec).await,
-        Job::FirewallRollback(j) => firewall::rollback(ctx, j, exec).await,
-        Job::EmergencyCleanup(j) => cleanup::execute(ctx, j, exec).await,
-        Job::Diagnostics(j) => diagnostics::execute(ctx, j, exec).await,
+        Job::ServiceStatus => Box::pin(node::status(ctx, exec)).await,
+        Job::ServiceStart => Box::pin(node::start(ctx, exec)).await,
+        Job::ServiceStop => Box::pin(node::stop(ctx, exec)).await,
+        Job::ServiceRestart => Box::pin(node::restart(ctx, exec)).await,
+        Job::QuickRecovery => Box::pin(node::quick_recovery(ctx, exec)).await,
+        Job::Backup(j) => Box::pin(backup::backup(ctx, j, exec)).await,
+        Job::BackupVerify(j) => Box::pin(backup::verify(ctx, j, exec)).await,
+        Job::Restore(j) => Box::pin(backup::restore(ctx, j, exec)).await,
+        Job::Db(j) => Box::pin(db::execute(ctx, j, exec)).await,
+        Job::FirewallApply(j) => Box::pin(firewall::apply(ctx, j, exec)).await,
+        Job::FirewallRollback(j) => Box::pin(firewall::rollback(ctx, j, exec)).await,
+        Job::EmergencyCleanup(j) => Box::pin(cleanup::execute(ctx, j, exec)).await,
+        Job::Diagnostics(j) => Box::pin(diagnostics::execute(ctx, j, exec)).await,
     }
 }
 

@@ -28,23 +28,8 @@ pub async fn call(
 ) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let url = format!("http://127.0.0.1:{port}/");
-    let answer = tokio::time::timeout(timeout, async {
-        let resp = http
-            .post(&url)
-            .json(&body)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(short_error)?;
-        let status = resp.status();
-        let bytes = read_limited(resp).await?;
-        if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
-        }
-        serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("not JSON: {e}"))
-    })
-    .await
-    .map_err(|_| format!("no answer within {timeout:?}"))??;
+    let bytes = exchange(http.post(&url).json(&body), timeout).await?;
+    let answer: Value = serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))?;
     if let Some(err) = answer.get("error").filter(|e| !e.is_null()) {
         let msg = err
             .get("message")
@@ -76,19 +61,20 @@ pub async fn get_text(
     url: &str,
     timeout: Duration,
 ) -> Result<String, String> {
+    let bytes = exchange(http.get(url), timeout).await?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Send `req` and read a 2xx body of at most 1 MiB, all within `timeout`.
+async fn exchange(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Vec<u8>, String> {
     tokio::time::timeout(timeout, async {
-        let resp = http
-            .get(url)
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(short_error)?;
+        let resp = req.timeout(timeout).send().await.map_err(short_error)?;
         let status = resp.status();
         let bytes = read_limited(resp).await?;
         if !status.is_success() {
             return Err(format!("HTTP {}", status.as_u16()));
         }
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        Ok(bytes)
     })
     .await
     .map_err(|_| format!("no answer within {timeout:?}"))?

@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,8 @@ use std::time::{Duration, Instant};
 use neo_ir_core::runbook::Step;
 use serde_json::{json, Value};
 
-use crate::command::{self, parse_systemctl_show};
+use super::exec::{Execution, StepFailed};
+use crate::command;
 use crate::config::{AgentConfig, Service};
 use crate::ops::rpc;
 use crate::report::ProcessState;
@@ -215,70 +217,49 @@ impl ServiceCtl<'_> {
         Step::builtin(name, "status", detail, Duration::from_secs(15), false)
     }
 
-    /// Run the start step `name` of this backend.
-    pub async fn run_start(
+    /// Run step `name`: its argv for systemd, `process` for the process backend.
+    async fn run_action<F: Future<Output = Result<String, String>>>(
         &self,
-        exec: &mut super::exec::Execution,
+        exec: &mut Execution,
         name: &str,
-    ) -> Result<(), super::exec::StepFailed> {
+        process: impl FnOnce() -> F,
+    ) -> Result<(), StepFailed> {
         match &self.service {
             Service::Systemd { .. } => exec.exec(name).await.map(|_| ()),
             Service::Process { .. } => {
-                exec.builtin(name, async { self.process_start().await.map(|o| ((), o)) })
+                exec.builtin(name, async { process().await.map(|o| ((), o)) })
                     .await
             }
         }
+    }
+
+    /// Run the start step `name` of this backend.
+    pub async fn run_start(&self, exec: &mut Execution, name: &str) -> Result<(), StepFailed> {
+        self.run_action(exec, name, || self.process_start()).await
     }
 
     /// Run the stop step `name` of this backend.
-    pub async fn run_stop(
-        &self,
-        exec: &mut super::exec::Execution,
-        name: &str,
-    ) -> Result<(), super::exec::StepFailed> {
-        match &self.service {
-            Service::Systemd { .. } => exec.exec(name).await.map(|_| ()),
-            Service::Process { .. } => {
-                exec.builtin(name, async { self.process_stop().await.map(|o| ((), o)) })
-                    .await
-            }
-        }
+    pub async fn run_stop(&self, exec: &mut Execution, name: &str) -> Result<(), StepFailed> {
+        self.run_action(exec, name, || self.process_stop()).await
     }
 
     /// Run the restart step `name` of this backend.
-    pub async fn run_restart(
-        &self,
-        exec: &mut super::exec::Execution,
-        name: &str,
-    ) -> Result<(), super::exec::StepFailed> {
-        match &self.service {
-            Service::Systemd { .. } => exec.exec(name).await.map(|_| ()),
-            Service::Process { .. } => {
-                exec.builtin(name, async {
-                    let stopped = self.process_stop().await?;
-                    let started = self.process_start().await?;
-                    Ok(((), format!("{stopped}\n{started}")))
-                })
-                .await
-            }
-        }
+    pub async fn run_restart(&self, exec: &mut Execution, name: &str) -> Result<(), StepFailed> {
+        self.run_action(exec, name, || async {
+            let stopped = self.process_stop().await?;
+            let started = self.process_start().await?;
+            Ok(format!("{stopped}\n{started}"))
+        })
+        .await
     }
 
     /// Run the wait step `name`; the block count the node answered.
-    pub async fn run_wait(
-        &self,
-        exec: &mut super::exec::Execution,
-        name: &str,
-    ) -> Result<u64, super::exec::StepFailed> {
+    pub async fn run_wait(&self, exec: &mut Execution, name: &str) -> Result<u64, StepFailed> {
         exec.builtin(name, self.wait_ready()).await
     }
 
     /// Run the status step `name`.
-    pub async fn run_status(
-        &self,
-        exec: &mut super::exec::Execution,
-        name: &str,
-    ) -> Result<Status, super::exec::StepFailed> {
+    pub async fn run_status(&self, exec: &mut Execution, name: &str) -> Result<Status, StepFailed> {
         exec.builtin(name, async {
             let st = self.status().await?;
             let text = match (st.running, st.pid) {
@@ -296,23 +277,7 @@ impl ServiceCtl<'_> {
     pub async fn status(&self) -> Result<Status, String> {
         match &self.service {
             Service::Systemd { unit } => {
-                let out = command::run(
-                    "systemctl",
-                    &[
-                        "show",
-                        unit,
-                        "--property=LoadState,MainPID,ActiveState,SubState",
-                        "--no-pager",
-                    ],
-                    self.cfg.command_timeout,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                let s = parse_systemctl_show(&out);
-                if s.active_state.is_none() {
-                    return Err("systemctl show gave no ActiveState".into());
-                }
-                let r = crate::collect::process_from_systemd(&s);
+                let r = crate::collect::systemd_show(unit, self.cfg.command_timeout).await?;
                 if r.state == ProcessState::Unknown {
                     return Err(format!(
                         "systemd cannot tell: {}",

@@ -159,16 +159,7 @@ pub async fn approved(agent: &Agent, op: &str, args: Value) -> OpReport {
         dry_run: false,
         approved_by: Some("alice via test".into()),
     };
-    neo_ir_agent::run_op(
-        &reqwest::Client::new(),
-        &agent.base,
-        TOKEN,
-        op,
-        &req,
-        Duration::from_secs(120),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{op}: {e}"))
+    send(agent, op, &req).await
 }
 
 /// Dry-run `op` through the client.
@@ -178,13 +169,17 @@ pub async fn dry_run(agent: &Agent, op: &str, args: Value) -> OpReport {
         dry_run: true,
         approved_by: None,
     };
+    send(agent, op, &req).await
+}
+
+async fn send(agent: &Agent, op: &str, req: &OpRequest) -> OpReport {
     neo_ir_agent::run_op(
         &reqwest::Client::new(),
         &agent.base,
         TOKEN,
         op,
-        &req,
-        Duration::from_secs(60),
+        req,
+        Duration::from_secs(120),
     )
     .await
     .unwrap_or_else(|e| panic!("{op}: {e}"))
