@@ -359,9 +359,19 @@ impl ServiceCtl<'_> {
             children.record(pid, status);
         });
         let (pf, text) = (pid_file.clone(), format!("{pid}\n"));
-        blocking(move || write_atomic(&pf, text.as_bytes()))
-            .await?
-            .map_err(|e| format!("writing the pid file {}: {e}", pid_file.display()))?;
+        let written = blocking(move || write_atomic(&pf, text.as_bytes()))
+            .await
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            // a node nobody could stop later must not be left running
+            if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+            return Err(format!(
+                "writing the pid file {}: {e}; the node just started (pid {pid}) was killed",
+                pid_file.display()
+            ));
+        }
         Ok(format!(
             "started pid {pid}: {} (pid file {})",
             super::argv_text(argv),

@@ -523,3 +523,34 @@ fn step_status_names_are_stable() {
         "timed_out"
     );
 }
+
+#[tokio::test]
+async fn a_pid_file_that_cannot_be_written_leaves_no_node_behind() {
+    let site = Site::new();
+    let mut cfg = site.config();
+    if let Some(neo_ir_agent::Service::Process { pid_file, .. }) = &mut cfg.service {
+        *pid_file = site.path("no-such-dir/node.pid");
+    }
+    let agent = Agent::start(cfg).await;
+    let r = approved(&agent, "service_start", json!(null)).await;
+    assert!(!r.ok);
+    assert_eq!(
+        statuses(&r),
+        vec!["status=ok", "start=failed", "wait_running=skipped"]
+    );
+    let out = output(&r, "start");
+    assert!(
+        out.contains("writing the pid file") && out.contains("was killed"),
+        "{out}"
+    );
+    let script = site.path("standin.py").display().to_string();
+    wait_for("the started node to be gone", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let pid: Option<u32> = e.file_name().to_str().and_then(|s| s.parse().ok());
+            String::from_utf8_lossy(&cmdline).contains(&script) && pid.is_some_and(alive)
+        })
+    })
+    .await;
+    agent.stop().await;
+}
