@@ -104,17 +104,8 @@ async fn run_op_inner(
     timeout: Duration,
 ) -> Result<OpReport, OpError> {
     let url = agent_url(base_url, &format!("/v1/ops/{op}"))?;
-    let resp = client
-        .post(url)
-        .header(AUTHORIZATION, bearer(token)?)
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .json(req)
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| transport(e, timeout))?;
+    let resp = send(client.post(url).json(req), token, timeout).await?;
     let status = resp.status();
-    refused_token(status)?;
     let body = read_body(resp, MAX_OP_REPORT_BYTES, timeout).await?;
     if status.is_success() {
         return serde_json::from_slice(&body)
@@ -138,14 +129,26 @@ async fn run_op_inner(
     })
 }
 
-/// 401 and 403: the token was refused.
-fn refused_token(status: StatusCode) -> Result<(), AgentError> {
+/// Send `req` with the bearer token; 401 and 403 (the token was refused) are errors.
+async fn send(
+    req: reqwest::RequestBuilder,
+    token: &str,
+    timeout: Duration,
+) -> Result<reqwest::Response, AgentError> {
+    let resp = req
+        .header(AUTHORIZATION, bearer(token)?)
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transport(e, timeout))?;
+    let status = resp.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(AgentError::Auth {
             status: status.as_u16(),
         });
     }
-    Ok(())
+    Ok(resp)
 }
 
 /// `{base_url}{path}` when it is an http(s) URL.
@@ -210,17 +213,8 @@ async fn fetch_inner(
     timeout: Duration,
 ) -> Result<AgentReport, AgentError> {
     let url = agent_url(base_url, "/v1/report")?;
-    let resp = client
-        .get(url)
-        .header(AUTHORIZATION, bearer(token)?)
-        .header(ACCEPT, HeaderValue::from_static("application/json"))
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| transport(e, timeout))?;
-
+    let resp = send(client.get(url), token, timeout).await?;
     let status = resp.status();
-    refused_token(status)?;
     if !status.is_success() {
         return Err(AgentError::HttpStatus {
             status: status.as_u16(),
