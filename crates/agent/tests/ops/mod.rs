@@ -105,6 +105,22 @@ impl Site {
     }
 }
 
+impl Drop for Site {
+    /// A test that failed half-way must not leave its node running: the process backend
+    /// starts nodes detached on purpose.
+    fn drop(&mut self) {
+        let script = self.path("standin.py").display().to_string();
+        if let Some(pid) = self.pid().filter(|p| alive(*p)) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&script) {
+                if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+                    let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+                }
+            }
+        }
+    }
+}
+
 /// Whether `pid` runs (and is no zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
