@@ -323,6 +323,12 @@ fn host_scripts_act_on_a_real_node_process_with_approvals() {
 
     // corruption: stop the node, damage the block file; the implementation's own check
     // finds it, the verified restore brings the chain back
+    eventually(
+        "the node has a few blocks",
+        Duration::from_secs(20),
+        || height(host.rpc_port).filter(|h| *h >= 5),
+        || host.agent_log(),
+    );
     let o = approved(&cfg, &["run", "stop_node", "--node", NODE]);
     assert_eq!(run_json(&o)["status"], "succeeded", "{}", text(&o));
     let blocks = host.data.join("chain").join("blocks.dat");
