@@ -82,8 +82,10 @@ enum Command {
         #[command(subcommand)]
         action: IncidentAction,
     },
-    /// Run the host agent on a Neo node's machine (process, memory, CPU, IO wait, disk,
-    /// connections per IP, error lines) for the watcher.
+    /// Run the host agent on a Neo node's machine: a report for the watcher (process,
+    /// memory, CPU, IO wait, disk, connections per IP, error lines) and the runbooks' named
+    /// operations on the node (service control, recovery, cleanup, backup/restore, database
+    /// tools, nftables, diagnostics; crates/agent/OPERATIONS.md).
     ///
     /// Example: NEO_IR_AGENT_TOKEN=... neo-ir agent --unit neo-node --data-dir /var/neo/data
     Agent(agent::AgentArgs),
