@@ -986,17 +986,12 @@ impl Runner {
                     .map(|a| format!(", approved by {a}"))
                     .unwrap_or_default()
             ),
-            RunStatus::Succeeded => format!(
-                "{}{target} succeeded: {} (run {})",
-                run.script, run.summary, run.id
-            ),
-            RunStatus::Failed => format!(
-                "{}{target} failed: {} (run {})",
-                run.script, run.summary, run.id
-            ),
-            RunStatus::Refused => format!(
-                "{}{target} refused: {} (run {})",
-                run.script, run.summary, run.id
+            done @ (RunStatus::Succeeded | RunStatus::Failed | RunStatus::Refused) => format!(
+                "{}{target} {}: {} (run {})",
+                run.script,
+                done.as_str(),
+                run.summary,
+                run.id
             ),
         };
         let output: String = run

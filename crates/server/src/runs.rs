@@ -27,7 +27,7 @@ use neo_ir_store::{RunFilter, Store};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{incident_id, person_request, stored_incident, ApiError, AppState, MAX_LIMIT};
+use crate::{incident_id, person_request, stored_incident, ApiError, AppState};
 
 impl From<RunnerError> for ApiError {
     fn from(e: RunnerError) -> Self {
@@ -81,17 +81,7 @@ pub(crate) async fn list_runs(
             ))
         })?),
     };
-    let limit = match q.limit.as_deref() {
-        None => 100,
-        Some(s) => match s.parse::<u32>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "limit must be a number from 1 to {MAX_LIMIT}, got {s:?}"
-                )))
-            }
-        },
-    };
+    let (limit, _) = crate::page(q.limit.as_deref(), None)?;
     let runs = store
         .runs(&RunFilter {
             incident_id,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::simnode::{count, free_port};
 use super::{events_of, eventually, incident_json, neo_ir, nodes_toml, write, Reaped, Sim, Watch};
 
 /// The variable holding the agent's token, set for every `neo-ir` this test binary starts.
@@ -19,14 +20,6 @@ const TOKEN_ENV: &str = "NEO_IR_TEST_AGENT_TOKEN";
 const TOKEN: &str = "runbook-test-agent-token";
 /// The managed node's name in the configuration.
 const NODE: &str = "rpc-9";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `neo-ir` with the agent's token in its environment.
 fn cli() -> Command {
@@ -136,7 +129,7 @@ impl Host {
 
     /// The node answers JSON-RPC.
     fn answers(&self) -> bool {
-        height(self.rpc_port).is_some()
+        count(self.rpc_port).is_some()
     }
 
     fn kill_node(&self) {
@@ -168,22 +161,26 @@ impl Drop for Host {
     }
 }
 
-/// `getblockcount` of the node on `port`, over a plain TCP connection.
-fn height(port: u16) -> Option<u64> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    let body = r#"{"jsonrpc":"2.0","id":1,"method":"getblockcount","params":[]}"#;
-    let req = format!(
-        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).ok()?;
-    let (_, json) = resp.split_once("\r\n\r\n")?;
-    serde_json::from_str::<Value>(json).ok()?["result"].as_u64()
+impl Host {
+    /// Wait until the node answers JSON-RPC (after a start, restart, restore, repair).
+    fn wait_up(&self, what: &str) {
+        eventually(
+            what,
+            Duration::from_secs(20),
+            || self.answers().then_some(()),
+            || self.agent_log(),
+        );
+    }
+
+    /// Wait until the node has at least `n` blocks.
+    fn wait_blocks(&self, n: u64) {
+        eventually(
+            "the node has a few blocks",
+            Duration::from_secs(20),
+            || count(self.rpc_port).filter(|h| *h >= n),
+            || self.agent_log(),
+        );
+    }
 }
 
 /// Run `neo-ir ARGS... --config CFG`.
@@ -253,12 +250,7 @@ fn start_node(cfg: &Path, host: &Host) {
         text(&o),
         host.agent_log()
     );
-    eventually(
-        "the node answers",
-        Duration::from_secs(20),
-        || host.answers().then_some(()),
-        || host.agent_log(),
-    );
+    host.wait_up("the node answers");
 }
 
 #[test]
@@ -314,21 +306,11 @@ fn host_scripts_act_on_a_real_node_process_with_approvals() {
         archives.iter().any(|a| a.ends_with(".sha256")),
         "{archives:?}"
     );
-    eventually(
-        "the node is back after the backup",
-        Duration::from_secs(20),
-        || host.answers().then_some(()),
-        || host.agent_log(),
-    );
+    host.wait_up("the node is back after the backup");
 
     // corruption: stop the node, damage the block file; the implementation's own check
     // finds it, the verified restore brings the chain back
-    eventually(
-        "the node has a few blocks",
-        Duration::from_secs(20),
-        || height(host.rpc_port).filter(|h| *h >= 5),
-        || host.agent_log(),
-    );
+    host.wait_blocks(5);
     let o = approved(&cfg, &["run", "stop_node", "--node", NODE]);
     assert_eq!(run_json(&o)["status"], "succeeded", "{}", text(&o));
     let blocks = host.data.join("chain").join("blocks.dat");
@@ -354,12 +336,26 @@ fn host_scripts_act_on_a_real_node_process_with_approvals() {
     );
     let r = run_json(&o);
     assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
-    eventually(
-        "the restored node answers",
-        Duration::from_secs(20),
-        || host.answers().then_some(()),
-        || host.agent_log(),
-    );
+    host.wait_up("the restored node answers");
+
+    // the other way out: the implementation's own repair (node stopped and started around
+    // it), then its compaction
+    host.wait_blocks(5);
+    let o = approved(&cfg, &["run", "stop_node", "--node", NODE]);
+    assert_eq!(run_json(&o)["status"], "succeeded", "{}", text(&o));
+    let mut bytes = std::fs::read(&blocks).unwrap();
+    let last = bytes.len() - 20;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blocks, &bytes).unwrap();
+    let o = approved(&cfg, &["run", "repair_database", "--node", NODE]);
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
+    assert!(!host.answers(), "a node stopped before the repair stays stopped");
+    start_node(&cfg, &host);
+    let o = approved(&cfg, &["run", "optimize_database", "--node", NODE]);
+    let r = run_json(&o);
+    assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
+    host.wait_up("the node answers after the compaction");
 
     // quick_recovery after a SIGKILL: the stale LOCK keeps the node from starting until the
     // recovery clears it (only because the process is not running)

@@ -16,7 +16,7 @@ use super::{eventually, neo_ir, Reaped, Sim};
 const RECORD_LEN: usize = 100;
 
 /// A free loopback port, released for the node (which binds it again on every restart).
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -44,7 +44,7 @@ fn rpc(port: u16, method: &str) -> Option<Value> {
         .cloned()
 }
 
-fn count(port: u16) -> Option<u64> {
+pub(super) fn count(port: u16) -> Option<u64> {
     rpc(port, "getblockcount").and_then(|v| v.as_u64())
 }
 
