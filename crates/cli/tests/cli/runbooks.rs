@@ -350,7 +350,10 @@ fn host_scripts_act_on_a_real_node_process_with_approvals() {
     let o = approved(&cfg, &["run", "repair_database", "--node", NODE]);
     let r = run_json(&o);
     assert_eq!(r["status"], "succeeded", "{r}\n{}", host.agent_log());
-    assert!(!host.answers(), "a node stopped before the repair stays stopped");
+    assert!(
+        !host.answers(),
+        "a node stopped before the repair stays stopped"
+    );
     start_node(&cfg, &host);
     let o = approved(&cfg, &["run", "optimize_database", "--node", NODE]);
     let r = run_json(&o);
