@@ -386,7 +386,7 @@ impl Runner {
                 )
                 .await
             }
-            Invocation::ForceViewChange { nodes } => self.view_change_plan(nodes).await,
+            Invocation::ForceViewChange { nodes } => self.view_change_plan(nodes, incident).await,
             Invocation::DeployFleet {
                 count,
                 out,
@@ -460,7 +460,24 @@ impl Runner {
         }
     }
 
-    async fn view_change_plan(&self, mut nodes: Vec<String>) -> Result<Planned, RunnerError> {
+    async fn view_change_plan(
+        &self,
+        mut nodes: Vec<String>,
+        incident: Option<&neo_ir_core::incident::Incident>,
+    ) -> Result<Planned, RunnerError> {
+        if nodes.is_empty() {
+            // the validator the consensus detector named on this incident (missed turns)
+            if let Some(i) = incident.filter(|i| i.kind == IncidentKind::ConsensusFailure) {
+                if let Some(v) = i.evidence["validator"].as_str() {
+                    nodes = i
+                        .nodes
+                        .iter()
+                        .filter(|n| n.as_str() == v)
+                        .cloned()
+                        .collect();
+                }
+            }
+        }
         if nodes.is_empty() {
             let report = self.connectivity(50).await;
             nodes = crate::viewchange::failing_primaries(&report);

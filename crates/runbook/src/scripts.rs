@@ -80,7 +80,7 @@ pub const ALL: &[Script] = &[
       "stop the node's service (the playbook's first step on data corruption)"),
     s("start_node", Place::Host("service_start"), "--node NODE",
       "start the node's service and wait for its RPC"),
-    s("force_view_change", Place::Validators, "--coordinate [--nodes A,B]",
+    s("force_view_change", Place::Validators, "--coordinate [--incident ID | --nodes A,B]",
       "coordinated, approved restart of the failing primaries one at a time, stopping when the chain does not advance"),
     s("deploy_node_fleet", Place::Local, "--count N --out DIR [--implementation neo-cli|neo-go|neo-rs] [--ms-per-block MS --max-traceable-blocks N]",
       "render node configs, systemd units and a load balancer for N RPC nodes; applying them is your hook"),

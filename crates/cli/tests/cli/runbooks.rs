@@ -731,6 +731,24 @@ fn fleet_rendering_and_view_change_guards() {
         "{}",
         text(&o)
     );
+    // a crashed validator misses its turns: it is the failing primary to restart, which
+    // needs its agent
+    sim.fault("validator-2", "crash");
+    let o = eventually(
+        "validator-2 is found failing",
+        Duration::from_secs(20),
+        || {
+            let o = run(&cfg, &["run", "force_view_change", "--coordinate"]);
+            (o.status.code() == Some(2)).then_some(o)
+        },
+        || text(&run(&cfg, &["run", "check_validator_connectivity"])),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("validator-2") && err.contains("agent"),
+        "{}",
+        text(&o)
+    );
     let o = run(&cfg, &["run", "force_view_change"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
