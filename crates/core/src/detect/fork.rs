@@ -43,6 +43,24 @@ pub(super) fn split_brain(fleet: &Fleet, a: &mut Assessment) {
     let canonical = &report.partitions[0];
     let off: Vec<&crate::fork::Partition> = report.partitions[1..].iter().collect();
     let off_nodes: usize = off.iter().map(|p| p.nodes.len()).sum();
+    // One node off the canonical chain while others that are up did not answer at the
+    // compared height (they may be on its branch, a block behind): alone or a split brain
+    // is for the next check to say. An unanswered node that is down does not hold it up
+    // (a corrupt node is still found while another one is crashed).
+    if off_nodes == 1
+        && report
+            .unanswered
+            .iter()
+            .any(|n| fleet.node(n).is_some_and(|s| s.answering()))
+    {
+        a.undecided.insert(SPLIT_BRAIN_KEY.to_string());
+        for p in &off {
+            for n in &p.nodes {
+                a.undecided.insert(divergence_key(n));
+            }
+        }
+        return;
+    }
     let evidence = evidence(report);
     if off_nodes == 1
         && report

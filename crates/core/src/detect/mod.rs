@@ -925,6 +925,41 @@ mod tests {
         assert!(!a.undecided.contains(SPLIT_BRAIN_KEY));
     }
 
+    #[test]
+    fn one_node_off_while_nodes_that_are_up_did_not_answer_waits_for_the_next_check() {
+        let mut w = world(4, 3);
+        let mut rep = report(
+            &[
+                ("0xaa", &["validator-1", "validator-2", "rpc-1", "rpc-2"]),
+                ("0xcc", &["rpc-3"]),
+            ],
+            &w,
+        );
+        rep.unanswered = vec!["validator-3".into(), "validator-4".into()];
+        w.fleet.set_fork_report(rep.clone());
+        // validator-3 and -4 answer their probes: they may be on rpc-3's branch
+        let row = all_at(&w, 100);
+        let a = round_owned(&mut w, &row);
+        assert!(keys(&a).is_empty(), "{:?}", keys(&a));
+        assert!(a.undecided.contains("data_corruption:divergent:rpc-3"));
+        assert!(a.undecided.contains(SPLIT_BRAIN_KEY));
+        // down, they hold nothing up: rpc-3 is alone
+        w.fleet.set_fork_report(rep);
+        let row: Vec<(String, Option<u64>)> = all_at(&w, 101)
+            .into_iter()
+            .map(|(n, h)| {
+                let down = n == "validator-3" || n == "validator-4";
+                (n, if down { None } else { h })
+            })
+            .collect();
+        let a = round_owned(&mut w, &row);
+        assert!(
+            keys(&a).contains(&"data_corruption:divergent:rpc-3"),
+            "{:?}",
+            keys(&a)
+        );
+    }
+
     fn header(index: u64, primary: u32, time_ms: u64) -> crate::observation::HeaderInfo {
         crate::observation::HeaderInfo {
             hash: format!("0x{index:064x}"),
