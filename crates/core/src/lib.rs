@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod debounce;
 pub mod detect;
+pub mod drill;
 pub mod fleet;
 pub mod fork;
 pub mod incident;
