@@ -13,6 +13,7 @@ pub mod drill;
 pub mod fleet;
 pub mod fork;
 pub mod incident;
+pub mod kpis;
 pub mod lifecycle;
 pub mod notify;
 pub mod observation;

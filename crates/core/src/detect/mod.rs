@@ -218,6 +218,8 @@ fn node_down(n: &NodeState, any_reachable: bool, a: &mut Assessment) {
             "error": failure.message,
             "consecutive_failures": n.consecutive_failures,
             "failing_since": n.failing_since,
+            // fault start for the KPIs (MTTD): the first failed probe of this streak
+            "fault_started_at": n.failing_since,
             "last_ok_at": n.last_ok_at,
             "last_height": n.height,
             "latency_ms": last.latency_ms,
@@ -384,6 +386,9 @@ fn sync_failure(
             "height_unchanged_since": since,
             "height_unchanged_ms": frozen_ms,
             "fleet_passed_height_at": passed,
+            // fault start for the KPIs (MTTD): since the fleet had a newer block than this
+            // node's, the node is behind (its height's first sighting when that is unknown)
+            "fault_started_at": passed.unwrap_or(since),
             "stall_threshold_ms": threshold_ms,
             "msperblock": msperblock,
         }),
@@ -480,6 +485,8 @@ fn consensus_failure(
         evidence: json!({
             "height": height,
             "stalled_since": since,
+            // fault start for the KPIs (MTTD): the last block came then, none since
+            "fault_started_at": since,
             "stalled_ms": stalled_ms,
             "threshold_ms": threshold_ms,
             "msperblock": msperblock,
@@ -609,6 +616,9 @@ mod tests {
         assert_eq!(f.evidence["error_kind"], "refused");
         assert_eq!(f.evidence["consecutive_failures"], 2);
         assert_eq!(f.evidence["last_height"], 10);
+        // the KPIs' fault start: the first failed probe of the streak
+        assert_eq!(f.evidence["fault_started_at"], f.evidence["failing_since"]);
+        assert!(f.evidence["fault_started_at"].is_string());
         // it answers again: the condition is clear
         w.tick(1000);
         let a = w.round(&[("rpc-1", Some(12))]);
@@ -677,6 +687,7 @@ mod tests {
         assert_eq!(f.nodes.len(), 7);
         assert_eq!(f.evidence["threshold_ms"], 2800);
         assert_eq!(f.evidence["height"], 4);
+        assert_eq!(f.evidence["fault_started_at"], f.evidence["stalled_since"]);
         assert!(
             !keys(&a).iter().any(|k| k.starts_with("sync_failure")),
             "not a local fault"
