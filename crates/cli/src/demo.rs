@@ -8,14 +8,13 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use neo_ir_core::config::{Config, NodeConfig};
 use neo_ir_core::incident::{human_ms, IncidentKind, Status};
 
 /// The demo's stability window: how long a cleared incident is monitored before it resolves.
 const DEMO_STABILITY: Duration = Duration::from_secs(3);
-use neo_ir_sim::{Fault, SimConfig, SimNetwork};
+use neo_ir_sim::{Fault, SimNetwork};
 use neo_ir_store::{ListFilter, Store};
-use neo_ir_watch::{Notice, NoticeKind, Watcher};
+use neo_ir_watch::{Notice, NoticeKind};
 use tokio::sync::broadcast;
 
 use crate::output;
@@ -47,15 +46,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     println!("neo-ir demo: a simulated Neo N3 network, watched, broken and repaired.\n");
-    let net = SimNetwork::start(SimConfig {
-        validators: 4,
-        rpc: 3,
+    let stage = crate::stage::Stage::start(crate::stage::StageOptions {
+        store_url: &args.store,
+        listen: &args.listen,
         msperblock: args.msperblock,
-        ..SimConfig::default()
+        stability: DEMO_STABILITY,
     })
-    .await
-    .context("starting the simulated network")?;
-    let nodes: Vec<NodeConfig> = neo_ir_watch::simulated_nodes(&net);
+    .await?;
+    let (net, runner, addr) = (&stage.net, &stage.runner, stage.addr);
     println!(
         "  network   {} validators + {} RPC nodes, {} ms blocks (control API {})",
         4,
@@ -63,57 +61,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.msperblock,
         net.control_url()
     );
-
-    let store = Store::open(&args.store)
-        .await
-        .with_context(|| format!("opening the store {}", args.store))?;
-    let (listener, addr) = match neo_ir_server::bind(&args.listen).await {
-        Ok(b) => b,
-        Err(_) => neo_ir_server::bind("127.0.0.1:0")
-            .await
-            .context("binding the API")?,
-    };
     println!("  store     {}", args.store);
     println!("  API       http://{addr}/api/v1/incidents");
     println!("  status    http://{addr}/status\n");
-
-    let mut config = Config::with_defaults(nodes, args.store.clone());
-    config.probe.interval = Duration::from_millis(500);
-    config.probe.timeout = Duration::from_secs(1);
-    // hysteresis: a condition must stay clear this long before its incident counts as clear
-    config.detect.debounce.clear_for = Duration::from_secs(2);
-    // then it is monitored this long before it resolves (the playbook's 30 min, shortened)
-    config.response.stability_window = DEMO_STABILITY;
-    config.server.listen = addr.to_string();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let runner = std::sync::Arc::new(
-        neo_ir_runbook::runner::Runner::new(
-            store.clone(),
-            std::sync::Arc::new(config.clone()),
-            std::sync::Arc::new(neo_ir_core::SystemClock),
-        )
-        .map_err(|e| anyhow::anyhow!("runbooks: {e}"))?,
-    );
-    let server = tokio::spawn(neo_ir_server::serve_full(
-        listener,
-        store.clone(),
-        neo_ir_server::Auth::default(),
-        config.response.clone(),
-        Some(runner.clone()),
-        stopped(stop_rx.clone()),
-    ));
-    let watcher = Watcher::new(config, store.clone())?;
-    let handle = watcher.handle();
-    let mut notices = handle.subscribe();
-    let mut rounds = handle.rounds();
-    let watching = tokio::spawn(watcher.run(stopped(stop_rx.clone())));
+    let mut notices = stage.handle.subscribe();
+    let mut rounds = stage.handle.rounds();
 
     let result = script(
-        &net,
-        &runner,
+        net,
+        runner,
         &mut notices,
         &mut rounds,
         args.msperblock,
@@ -129,10 +85,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         crate::run::shutdown_signal().await;
     }
 
-    let _ = stop_tx.send(true);
-    let _ = watching.await;
-    let _ = server.await;
-    net.shutdown().await;
+    let store = stage.stop().await;
 
     let summary = summary(&store, &args.store, started).await;
     store.close().await;

@@ -10,6 +10,7 @@ mod people;
 mod run;
 mod runs;
 mod simnode;
+mod stage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
