@@ -28,7 +28,9 @@ pub struct ScenarioFault {
     pub after: Option<Duration>,
 }
 
-/// A drill: what breaks, what a good response finds and does.
+/// A drill: what breaks, what a good response finds and does. The built-in scenarios run on
+/// the simulated network without host agents, so their runbook is the check that confirms the
+/// repair (a node-host script needs an agent; scenario files may name one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scenario {
     pub name: String,
@@ -77,9 +79,9 @@ pub fn builtin() -> Vec<Scenario> {
             "An RPC node crashes",
             IncidentKind::NodeDown,
             vec![fault("rpc-1", json!({"fault": "crash"}))],
-            Some("quick_recovery"),
+            Some("validate_sync"),
             10,
-            "Runbook 1: diagnostics, quick recovery, verify with validate_sync.",
+            "Runbook 1: diagnostics, quick recovery, then verify with validate_sync.",
         ),
         s(
             "node-frozen",
@@ -104,9 +106,9 @@ pub fn builtin() -> Vec<Scenario> {
             "One RPC node follows its own chain",
             IncidentKind::DataCorruption,
             vec![fault("rpc-1", json!({"fault": "fork", "height": 0}))],
-            Some("check_db_integrity"),
+            Some("check_network_partitions"),
             20,
-            "Runbook 3: stop the node, back up, check, repair or restore.",
+            "Runbook 3: find the lone node, stop it, back up, check, repair or restore; verify one chain.",
         ),
         s(
             "split-brain",
@@ -407,7 +409,7 @@ mod tests {
             &sc,
             at(1000),
             &[(i, t)],
-            &[run("quick_recovery", 7, RunStatus::Succeeded)],
+            &[run("validate_sync", 7, RunStatus::Succeeded)],
         );
         assert_eq!(s.detect_ms, Some(4000));
         assert_eq!(s.ack_ms, Some(64_000));
@@ -430,7 +432,7 @@ mod tests {
             &sc,
             at(1000),
             &[(i, t)],
-            &[run("quick_recovery", 7, RunStatus::Failed)],
+            &[run("validate_sync", 7, RunStatus::Failed)],
         );
         assert_eq!(s.points, 15, "{:?}", s.notes);
         assert!(!s.classified && !s.runbook_ran && !s.updates_on_time);
@@ -439,7 +441,7 @@ mod tests {
             "slower than",
             "no node_down incident",
             "nobody acknowledged",
-            "quick_recovery",
+            "validate_sync",
             "update reminder",
         ] {
             assert!(notes.contains(want), "{want}: {notes}");
