@@ -336,6 +336,8 @@ struct RawRoute {
 #[serde(deny_unknown_fields)]
 struct RawResponse {
     stability_window: Option<String>,
+    /// After resolution, when a P1/P2 review is scheduled: a duration, or "off".
+    review_after: Option<String>,
     /// Per severity: a duration, or "off".
     #[serde(default)]
     update_every: std::collections::BTreeMap<String, String>,
@@ -1019,6 +1021,23 @@ fn response(
     if let Some(s) = &raw.stability_window {
         cfg.stability_window = located.duration("response", "stability_window", s)?;
     }
+    if let Some(s) = &raw.review_after {
+        cfg.review_after = if s == "off" {
+            None
+        } else {
+            Some(
+                located
+                    .duration("response", "review_after", s)
+                    .map_err(|_| {
+                        located.error(
+                            located.key_in_table("response", "review_after"),
+                            "response.review_after",
+                            &format!("expected a duration such as \"48h\" or \"off\", got {s:?}"),
+                        )
+                    })?,
+            )
+        };
+    }
     for (sev, every) in &raw.update_every {
         let key = format!("response.update_every.{sev}");
         let line = located.key_in_table("response", "update_every");
@@ -1581,6 +1600,7 @@ lease = "3s"
 
 [response]
 stability_window = "2m"
+review_after = "3days"
 update_every = {{ P1 = "10m", P3 = "off" }}
 
 [[schedule]]
@@ -1600,6 +1620,7 @@ steps = [{{ after = "0m", notify = "primary" }}, {{ after = "10m", notify = "tea
         assert_eq!(c.store.lease, Duration::from_secs(3));
         let r = &c.response;
         assert_eq!(r.stability_window, Duration::from_secs(120));
+        assert_eq!(r.review_after, Some(Duration::from_secs(3 * 86_400)));
         assert_eq!(r.update_every[0], Some(Duration::from_secs(600)));
         assert_eq!(r.update_every[2], None);
         assert_eq!(

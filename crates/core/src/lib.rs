@@ -19,6 +19,7 @@ pub mod notify;
 pub mod observation;
 pub mod oncall;
 pub mod respond;
+pub mod review;
 pub mod runbook;
 pub mod telemetry;
 pub mod text;

@@ -430,6 +430,13 @@ pub fn due(
                         "last_evidence": incident.evidence,
                     }),
                 ));
+                // P1 and P2 are reviewed: the review's date goes with the resolution
+                let review =
+                    crate::respond::review_on_resolve(incident, None, now, cfg.review_after);
+                if let (Some(rev), Some(resolved)) = (&review, events.last_mut()) {
+                    resolved.data["review_at"] = rev.data["at"].clone();
+                }
+                events.extend(review);
             }
         }
     }
@@ -662,16 +669,71 @@ mod tests {
                 "opened",
                 "condition_cleared",
                 "response_target_breached",
-                "resolved"
+                "resolved",
+                "review_scheduled"
             ],
             "nobody acknowledged within P2's 30 min: recorded even though it healed"
         );
-        let resolved = book.events[&1].last().unwrap();
+        let resolved = &book.events[&1][3];
         assert_eq!(resolved.data["stable_ms"], 1_800_000);
         assert_eq!(resolved.data["duration_ms"], 1_810_000);
         // after resolution the same cause opens a new incident
         book.round(&a, clock.now(), &cfg);
         assert_eq!(book.incidents.len(), 2);
+    }
+
+    #[test]
+    fn p1_and_p2_get_their_review_scheduled_when_the_engine_resolves_them() {
+        let run = |severity: Severity, cfg: &ResponseConfig| {
+            let clock = ManualClock::at_epoch_2026();
+            let mut book = Book::default();
+            let a = fires(vec![finding("k", severity, &["a"])]);
+            book.round(&a, clock.now(), cfg);
+            clock.advance(Duration::from_secs(60));
+            book.round(&Assessment::default(), clock.now(), cfg);
+            clock.advance(cfg.stability_window);
+            book.round(&Assessment::default(), clock.now(), cfg);
+            assert_eq!(book.incidents[0].status, Status::Resolved);
+            (clock.now(), book.events[&1].clone())
+        };
+        for severity in [Severity::P1, Severity::P2] {
+            let (now, events) = run(severity, &quiet());
+            let review = events.last().unwrap();
+            assert_eq!(review.event_type, "review_scheduled", "{severity}");
+            assert_eq!(review.at, now);
+            let at = plus(now, Duration::from_secs(48 * 3600));
+            assert_eq!(review.data["at"], json!(at));
+            assert_eq!(review.data["automatic"], true);
+            let resolved = &events[events.len() - 2];
+            assert_eq!(resolved.event_type, "resolved");
+            assert_eq!(
+                resolved.data["review_at"],
+                json!(at),
+                "the notice carries it"
+            );
+        }
+        let (_, events) = run(Severity::P3, &quiet());
+        assert_eq!(
+            events.last().unwrap().event_type,
+            "resolved",
+            "P3: people decide"
+        );
+        assert!(events.last().unwrap().data.get("review_at").is_none());
+        let off = ResponseConfig {
+            review_after: None,
+            ..quiet()
+        };
+        let (_, events) = run(Severity::P1, &off);
+        assert_eq!(events.last().unwrap().event_type, "resolved", "off");
+        let soon = ResponseConfig {
+            review_after: Some(Duration::from_secs(3600)),
+            ..quiet()
+        };
+        let (now, events) = run(Severity::P2, &soon);
+        assert_eq!(
+            events.last().unwrap().data["at"],
+            json!(plus(now, Duration::from_secs(3600)))
+        );
     }
 
     #[test]

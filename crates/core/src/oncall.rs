@@ -27,6 +27,9 @@ pub struct ResponseConfig {
     /// Escalation policies; the first whose `severities` holds an incident's severity applies.
     pub escalation: Vec<EscalationPolicy>,
     pub schedules: Vec<Schedule>,
+    /// When the post-incident review of a P1 or P2 incident is scheduled after it resolves
+    /// (`[response] review_after`, default 48 h; `None`: "off", people schedule it).
+    pub review_after: Option<Duration>,
 }
 
 impl Default for ResponseConfig {
@@ -37,6 +40,7 @@ impl Default for ResponseConfig {
             update_every: [Some(min(15)), Some(min(30)), Some(min(60)), None],
             escalation: vec![EscalationPolicy::playbook()],
             schedules: Vec::new(),
+            review_after: Some(Duration::from_secs(48 * 3600)),
         }
     }
 }

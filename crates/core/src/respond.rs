@@ -15,6 +15,7 @@
 //! unacknowledged incident acknowledges it: whoever works on it stops the pages.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::json;
@@ -172,8 +173,8 @@ pub fn acknowledge(
     })
 }
 
-/// Move to phase `to` (see the module's table).
-pub fn transition(
+/// Move to phase `to` (see the module's table), without the review's scheduling.
+fn move_to(
     incident: &Incident,
     to: Status,
     reason: Option<&str>,
@@ -246,8 +247,24 @@ pub fn transition(
     })
 }
 
+/// When a P1 or P2 review is scheduled after resolution unless the configuration says
+/// otherwise ([`ResponseConfig::review_after`]'s default).
+pub const DEFAULT_REVIEW_AFTER: Option<Duration> = Some(Duration::from_secs(48 * 3600));
+
+/// Move to phase `to` (see the module's table). Resolving a P1 or P2 incident schedules its
+/// review [`DEFAULT_REVIEW_AFTER`] later; [`transition_with`] takes the configured delay.
+pub fn transition(
+    incident: &Incident,
+    to: Status,
+    reason: Option<&str>,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Mutation, Refusal> {
+    transition_with(incident, to, reason, None, actor, now, DEFAULT_REVIEW_AFTER)
+}
+
 /// Resolve, optionally with the root cause: it goes into the resolution notice (and the
-/// review).
+/// review). A P1 or P2 incident gets its review scheduled [`DEFAULT_REVIEW_AFTER`] later.
 pub fn resolve(
     incident: &Incident,
     reason: Option<&str>,
@@ -255,21 +272,77 @@ pub fn resolve(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
+    transition_with(
+        incident,
+        Status::Resolved,
+        reason,
+        root_cause,
+        actor,
+        now,
+        DEFAULT_REVIEW_AFTER,
+    )
+}
+
+/// Move to phase `to`; with `resolved`, `root_cause` is recorded (and refused with any other
+/// phase), and a P1 or P2 incident gets its post-incident review scheduled `review_after`
+/// later (`None`: people schedule it). Callers with the configuration pass
+/// `cfg.review_after`.
+pub fn transition_with(
+    incident: &Incident,
+    to: Status,
+    reason: Option<&str>,
+    root_cause: Option<&str>,
+    actor: &Actor,
+    now: Timestamp,
+    review_after: Option<Duration>,
+) -> Result<Mutation, Refusal> {
+    if root_cause.is_some() && to != Status::Resolved {
+        return Err(Refusal::Invalid("a root cause goes with resolving".into()));
+    }
     let root = root_cause
         .map(|r| text("a root cause", r, MAX_REASON))
         .transpose()?;
-    let mut m = transition(incident, Status::Resolved, reason, actor, now)?;
-    if let Some(r) = root {
-        for e in m
-            .events
-            .iter_mut()
-            .filter(|e| e.is(EventType::PhaseChanged))
-        {
+    let mut m = move_to(incident, to, reason, actor, now)?;
+    let review = (to == Status::Resolved)
+        .then(|| review_on_resolve(&m.incident, root.as_deref(), now, review_after))
+        .flatten();
+    for e in m
+        .events
+        .iter_mut()
+        .filter(|e| e.is(EventType::PhaseChanged))
+    {
+        if let Some(r) = &root {
             e.data["root_cause"] = json!(r);
             e.message.push_str(&format!("; root cause: {r}"));
         }
+        if let Some(rev) = &review {
+            e.data["review_at"] = rev.data["at"].clone();
+        }
     }
+    m.events.extend(review);
     Ok(m)
+}
+
+/// The review scheduled by itself when `resolved` (just resolved at `now`) is P1 or P2 and
+/// a delay is configured: a `review_scheduled` event `review_after` from now, marked
+/// automatic, with the root cause for the review notice.
+pub fn review_on_resolve(
+    resolved: &Incident,
+    root_cause: Option<&str>,
+    now: Timestamp,
+    review_after: Option<Duration>,
+) -> Option<TimelineEvent> {
+    let after = review_after.filter(|_| crate::review::review_required(resolved.severity))?;
+    let at = crate::oncall::plus(now, after);
+    Some(TimelineEvent::new(
+        now,
+        EventType::ReviewScheduled,
+        format!(
+            "post-incident review scheduled for {at} ({} incidents are reviewed)",
+            resolved.severity
+        ),
+        json!({"at": at, "automatic": true, "root_cause": root_cause}),
+    ))
 }
 
 /// A person sets the severity, with a reason. Raising and lowering are both allowed; the
@@ -719,6 +792,70 @@ mod tests {
         assert!(
             matches!(refused(&triage, Status::Detected), Err(Refusal::Conflict(m)) if m.contains("starts in detected"))
         );
+    }
+
+    #[test]
+    fn a_person_resolving_a_p1_or_p2_schedules_its_review() {
+        let clock = ManualClock::at_epoch_2026();
+        let cfg = ResponseConfig::default();
+        let p3 = declared(&clock, &cfg);
+        clock.advance(Duration::from_secs(600));
+        let m = resolve(&p3, None, Some("a full disk"), &alice(), clock.now()).unwrap();
+        assert!(
+            !m.events.iter().any(|e| e.is(EventType::ReviewScheduled)),
+            "P3: people decide"
+        );
+        let mut p2 = p3.clone();
+        p2.severity = Severity::P2;
+        let m = resolve(&p2, None, Some("a full disk"), &alice(), clock.now()).unwrap();
+        let types: Vec<_> = m.events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, ["acknowledged", "phase_changed", "review_scheduled"]);
+        let at = crate::oncall::plus(clock.now(), Duration::from_secs(48 * 3600));
+        assert_eq!(m.events[2].data["at"], json!(at));
+        assert_eq!(m.events[2].data["root_cause"], "a full disk");
+        assert_eq!(m.events[1].data["review_at"], json!(at));
+        assert_eq!(m.events[1].data["root_cause"], "a full disk");
+        // the configured delay, or none
+        let m = transition_with(
+            &p2,
+            Status::Resolved,
+            None,
+            None,
+            &alice(),
+            clock.now(),
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap();
+        assert_eq!(
+            m.events[2].data["at"],
+            json!(crate::oncall::plus(clock.now(), Duration::from_secs(3600)))
+        );
+        let m = transition_with(
+            &p2,
+            Status::Resolved,
+            None,
+            None,
+            &alice(),
+            clock.now(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(m.events.len(), 2, "off: people schedule it");
+        assert!(matches!(
+            transition_with(
+                &p2,
+                Status::Triage,
+                None,
+                Some("x"),
+                &alice(),
+                clock.now(),
+                None
+            ),
+            Err(Refusal::Invalid(_))
+        ));
+        // moving to monitoring schedules nothing
+        let m = transition(&p2, Status::Monitoring, None, &alice(), clock.now()).unwrap();
+        assert!(!m.events.iter().any(|e| e.is(EventType::ReviewScheduled)));
     }
 
     #[test]
