@@ -30,6 +30,7 @@ use neo_ir_core::respond::Refusal;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod kpi;
 mod runs;
 
 pub use runs::{

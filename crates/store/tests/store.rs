@@ -22,6 +22,10 @@ use std::time::Duration;
 #[path = "store/runs.rs"]
 mod runs;
 
+/// What the incident KPIs read.
+#[path = "store/kpi.rs"]
+mod kpi;
+
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// One database a test runs on.
