@@ -4,6 +4,7 @@
 
 mod agent;
 mod demo;
+mod drill;
 mod init;
 mod output;
 mod people;
@@ -293,6 +294,18 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
+    /// The playbook's monthly drills on the simulated network: inject a scenario's faults,
+    /// let the responders respond, repair, score the response.
+    ///
+    /// Examples:
+    ///   neo-ir drill list
+    ///   neo-ir drill run node-crash --respond-within 10m
+    ///   neo-ir drill run split-brain --auto-respond
+    #[command(verbatim_doc_comment)]
+    Drill {
+        #[command(subcommand)]
+        action: drill::DrillAction,
+    },
     /// Declare an incident a person saw (a user report; playbook phase 1). Detection never
     /// resolves a declared incident.
     ///
@@ -373,7 +386,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         // the demo prints its own story; library logs would only repeat it
-        Command::Demo(_) => "error",
+        Command::Demo(_) | Command::Drill { .. } => "error",
         // PostgreSQL's notices ("relation ... already exists, skipping" on every start) are
         // not news to an operator
         _ => "info,sqlx::postgres::notice=warn",
@@ -490,6 +503,7 @@ fn main() -> ExitCode {
                 json,
                 store,
             } => people::declare(&severity, &kind, &summary, nodes, json, store).await,
+            Command::Drill { action } => drill::run(action).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Init {
                 network,
