@@ -8,6 +8,7 @@ mod drill;
 mod init;
 mod output;
 mod people;
+mod report;
 mod run;
 mod runs;
 mod simnode;
@@ -306,6 +307,11 @@ enum Command {
         #[command(subcommand)]
         action: drill::DrillAction,
     },
+    /// Incident KPIs over a period: count, MTTD, MTTA, MTTR, response-target breaches and
+    /// escalations, per severity, kind and month (from the stored timelines; drills excluded).
+    ///
+    /// Example: neo-ir report --since 30d
+    Report(report::ReportArgs),
     /// Declare an incident a person saw (a user report; playbook phase 1). Detection never
     /// resolves a declared incident.
     ///
@@ -504,6 +510,7 @@ fn main() -> ExitCode {
                 store,
             } => people::declare(&severity, &kind, &summary, nodes, json, store).await,
             Command::Drill { action } => drill::run(action).await,
+            Command::Report(args) => report::run(args).await,
             Command::Agent(args) => agent::run(args).await,
             Command::Init {
                 network,
