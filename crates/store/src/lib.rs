@@ -31,8 +31,10 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
 mod kpi;
+mod reviews;
 mod runs;
 
+pub use reviews::{ActionItemUpdate, NewActionItem, StoredReview, TrackedItem};
 pub use runs::{
     Attachment, ChecklistMark, NewRun, RunFilter, RunRefusal, INTERRUPTED_SUMMARY,
     MAX_ATTACHMENT_BYTES,
@@ -89,6 +91,8 @@ pub enum StoreError {
     InvalidAttachment(String),
     #[error("run {run} belongs to another incident than {incident}")]
     RunOfAnotherIncident { run: i64, incident: i64 },
+    #[error("action item {0} does not exist")]
+    NoSuchActionItem(i64),
 }
 
 type Result<T> = std::result::Result<T, StoreError>;

@@ -22,6 +22,10 @@ use std::time::Duration;
 #[path = "store/runs.rs"]
 mod runs;
 
+/// Post-incident reviews and action items.
+#[path = "store/reviews.rs"]
+mod reviews;
+
 /// What the incident KPIs read.
 #[path = "store/kpi.rs"]
 mod kpi;
@@ -200,7 +204,8 @@ async fn lifecycle(url: &str) {
             "escalated",
             "severity_raised",
             "condition_cleared",
-            "resolved"
+            "resolved",
+            "review_scheduled"
         ]
     );
     assert!(inc.version >= 3, "every write bumps the version");

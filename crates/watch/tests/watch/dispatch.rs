@@ -171,8 +171,8 @@ async fn a_receiver_down_for_10_minutes_gets_everything_in_order_once() {
     incidents(&store, &clock, &notify).await;
     let queued = store.pending_messages(100).await.unwrap().len();
     assert_eq!(
-        queued, 12,
-        "per incident: alert, page, cleared update, resolution"
+        queued, 15,
+        "per incident: alert, page, cleared update, resolution, review notice (P2)"
     );
 
     let outlets = Arc::new(Outlets::build(&notify).unwrap());
@@ -193,8 +193,8 @@ async fn a_receiver_down_for_10_minutes_gets_everything_in_order_once() {
     );
     let keys = receiver.keys();
     let unique: std::collections::BTreeSet<&String> = keys.iter().collect();
-    assert_eq!(keys.len(), 12, "every message: {keys:?}");
-    assert_eq!(unique.len(), 12, "none twice: {keys:?}");
+    assert_eq!(keys.len(), 15, "every message: {keys:?}");
+    assert_eq!(unique.len(), 15, "none twice: {keys:?}");
     // in order per incident: event ids increase
     for id in 1..=3 {
         let kinds: Vec<String> = receiver
@@ -207,7 +207,7 @@ async fn a_receiver_down_for_10_minutes_gets_everything_in_order_once() {
             .collect();
         assert_eq!(
             kinds,
-            ["alert", "page", "update", "resolved"],
+            ["alert", "page", "update", "resolved", "review"],
             "incident {id}"
         );
     }
@@ -225,7 +225,7 @@ async fn a_receiver_down_for_10_minutes_gets_everything_in_order_once() {
         d.tick().await.unwrap();
         clock.advance(Duration::from_secs(60));
     }
-    assert_eq!(receiver.keys().len(), 12);
+    assert_eq!(receiver.keys().len(), 15);
 }
 
 #[tokio::test]
