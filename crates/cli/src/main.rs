@@ -9,6 +9,7 @@ mod init;
 mod output;
 mod people;
 mod report;
+mod review;
 mod run;
 mod runs;
 mod simnode;
@@ -201,19 +202,23 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
-    /// Schedule the post-incident review of a resolved incident (the notice goes to its
-    /// channels).
+    /// The post-incident review of an incident: print it (the saved one, else the
+    /// playbook's template prefilled from the timeline), schedule it, edit it in $EDITOR,
+    /// add action items, mark it complete (the incident becomes reviewed).
     ///
-    /// Example: neo-ir review 12 --at 2026-12-01T10:00:00Z
-    Review {
-        /// The incident id.
-        id: i64,
-        /// When (RFC 3339, UTC).
-        #[arg(long)]
-        at: String,
-        #[command(flatten)]
-        store: run::StoreArgs,
-    },
+    /// Examples:
+    ///   neo-ir review 12
+    ///   neo-ir review 12 --at 2026-12-01T10:00:00Z
+    ///   neo-ir review 12 --edit
+    ///   neo-ir review 12 --action "alert on disk at 80%" --owner alice --due 2026-12-15 --priority high
+    ///   neo-ir review 12 --complete
+    #[command(verbatim_doc_comment)]
+    Review(review::ReviewArgs),
+    /// Action items of post-incident reviews: the open ones, --overdue, --all; --done ITEM
+    /// marks one done.
+    ///
+    /// Example: neo-ir actions --overdue
+    Actions(review::ActionsArgs),
     /// Run one of the playbook's scripts: checks over JSON-RPC, steps on a node's host
     /// through its agent, coordinated restarts, fleet rendering. Destructive steps wait for
     /// `neo-ir approve RUN`; --dry-run prints exactly what would run. Exit 0 succeeded, 1
@@ -476,7 +481,8 @@ fn main() -> ExitCode {
             } => people::severity(id, &severity, &reason, store).await,
             Command::Silence { action } => people::silence(action).await,
             Command::Update { id, text, store } => people::update(id, &text, store).await,
-            Command::Review { id, at, store } => people::review(id, &at, store).await,
+            Command::Review(args) => review::review(args).await,
+            Command::Actions(args) => review::actions(args).await,
             Command::Run(args) => runs::run(args).await,
             Command::Approve {
                 run,

@@ -258,7 +258,7 @@ impl Pair {
                 .collect()
         };
         let expected = [
-            "alert", "page", "page", "page", "page", "update", "resolved",
+            "alert", "page", "page", "page", "page", "update", "resolved", "review",
         ];
         eventually(
             "every message of the incident is delivered",
