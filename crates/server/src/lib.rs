@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+mod metrics;
 mod runs;
 pub mod status;
 
@@ -182,6 +183,7 @@ pub fn router_full(
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/audit", get(audit_log))
         .route("/api/v1/nodes", get(list_nodes))
+        .route("/metrics", metrics::route())
         .route("/api/v1/runs", get(runs::list_runs).post(runs::start_run))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/approve", post(runs::approve_run))

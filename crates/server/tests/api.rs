@@ -2,6 +2,8 @@
 //! against a simulated Neo network (`runs`) and a real host agent over a stand-in node
 //! process (`runs_agent`).
 
+#[path = "api/metrics.rs"]
+mod metrics;
 #[path = "api/runs.rs"]
 mod runs;
 #[path = "api/runs_agent.rs"]
