@@ -42,7 +42,7 @@ use axum::extract::{ConnectInfo, FromRef, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use jiff::Timestamp;
 use neo_ir_core::config::Access;
@@ -57,6 +57,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 mod metrics;
+mod review;
 mod runs;
 pub mod status;
 
@@ -178,7 +179,14 @@ pub fn router_full(
         .route("/api/v1/incidents/{id}/severity", post(change_severity))
         .route("/api/v1/incidents/{id}/roles", post(set_role))
         .route("/api/v1/incidents/{id}/transition", post(transition))
-        .route("/api/v1/incidents/{id}/review", post(schedule_review))
+        .route(
+            "/api/v1/incidents/{id}/review",
+            post(schedule_review)
+                .get(review::get_review)
+                .put(review::put_review),
+        )
+        .route("/api/v1/incidents/{id}/review/items", post(review::add_item))
+        .route("/api/v1/review-items/{id}", patch(review::patch_item))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/audit", get(audit_log))

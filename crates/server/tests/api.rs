@@ -4,6 +4,8 @@
 
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/review.rs"]
+mod review;
 #[path = "api/runs.rs"]
 mod runs;
 #[path = "api/runs_agent.rs"]
@@ -173,7 +175,14 @@ async fn incidents_nodes_health_and_errors() {
         .collect();
     assert_eq!(
         types,
-        ["opened", "escalated", "condition_cleared", "resolved"]
+        [
+            "opened",
+            "escalated",
+            "condition_cleared",
+            "resolved",
+            "review_scheduled"
+        ],
+        "a P1/P2 gets its review scheduled as it resolves"
     );
 
     let (s, body) = get("/api/v1/incidents/424242").await;
