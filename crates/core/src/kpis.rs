@@ -341,32 +341,16 @@ mod tests {
             Some(f) => json!({ FAULT_STARTED_AT: at(f) }),
             None => json!({}),
         };
-        let inc = Incident {
-            id,
-            version: 1,
+        let finding = crate::incident::Finding {
             key: key.into(),
             kind,
             severity,
-            status: Status::Detected,
             nodes: vec![],
             summary: String::new(),
             evidence: evidence.clone(),
-            opened_at: at(open_s),
-            resolved_at: None,
-            updated_at: at(open_s),
-            detected_severity: severity,
-            cleared_at: None,
-            roles: BTreeMap::new(),
-            ack_due_at: None,
-            acked_at: None,
-            acked_by: None,
-            ack_breached_at: None,
-            escalation_policy: None,
-            escalation_step: 0,
-            escalation_due_at: None,
-            last_update_at: None,
-            update_due_at: None,
         };
+        let mut inc = crate::lifecycle::open(&finding, at(open_s), &Default::default());
+        inc.id = id;
         let opened = ev(open_s, EventType::Opened, json!({ "evidence": evidence }));
         (inc, vec![opened])
     }
