@@ -15,6 +15,7 @@ use anyhow::Context as _;
 use jiff::civil::Date;
 use neo_ir_core::respond::Refusal;
 use neo_ir_core::review::Priority;
+use neo_ir_core::text::clip;
 use neo_ir_store::{ActionItemUpdate, NewActionItem, Store, StoreError};
 use serde_json::json;
 
@@ -295,17 +296,6 @@ async fn add_item(store: &Store, a: &ReviewArgs, action: &str) -> anyhow::Result
     }
 }
 
-/// Fit `s` in `n` characters.
-fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
-}
-
 pub async fn actions(a: ActionsArgs) -> anyhow::Result<ExitCode> {
     let store = a.store.open().await?;
     let now = jiff::Timestamp::now();
@@ -373,8 +363,8 @@ pub async fn actions(a: ActionsArgs) -> anyhow::Result<ExitCode> {
             i.priority.as_str(),
             i.due.map_or("—".into(), |d| d.to_string()),
             if i.done { "yes" } else { "no" },
-            clip(&i.owner, 14),
-            clip(&format!("{}{runbook}", i.action), 44)
+            clip(&i.owner, 13),
+            clip(&format!("{}{runbook}", i.action), 43)
         );
     }
     Ok(ExitCode::SUCCESS)
