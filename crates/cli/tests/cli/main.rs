@@ -624,7 +624,8 @@ fn declare_stores_a_person_s_incident_with_who_declared_it() {
             "severity_changed",
             "status_update",
             "phase_changed",
-            "review_scheduled",
+            "review_scheduled", // by itself as the P1 resolved
+            "review_scheduled", // moved by dave with --at
             "phase_changed"
         ]
     );
