@@ -185,7 +185,10 @@ pub fn router_full(
                 .get(review::get_review)
                 .put(review::put_review),
         )
-        .route("/api/v1/incidents/{id}/review/items", post(review::add_item))
+        .route(
+            "/api/v1/incidents/{id}/review/items",
+            post(review::add_item),
+        )
         .route("/api/v1/review-items/{id}", patch(review::patch_item))
         .route("/api/v1/silences", get(list_silences).post(add_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
