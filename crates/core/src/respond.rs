@@ -61,6 +61,18 @@ fn text(what: &str, s: &str, max: usize) -> Result<String, Refusal> {
     Ok(s.to_string())
 }
 
+/// Refuse a change to a reviewed incident, whose record is final: `what` says what is part
+/// of that record ("roles are", "its timeline is").
+pub fn refuse_if_reviewed(incident: &Incident, what: &str) -> Result<(), Refusal> {
+    if incident.status == Status::Reviewed {
+        return Err(Refusal::Conflict(format!(
+            "incident {} is reviewed: {what} part of the record now",
+            incident.id
+        )));
+    }
+    Ok(())
+}
+
 /// What a person declares (playbook phase 1: a user report).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Declaration {
@@ -403,12 +415,7 @@ pub fn set_role(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    if incident.status == Status::Reviewed {
-        return Err(Refusal::Conflict(format!(
-            "incident {} is reviewed: roles are part of the record now",
-            incident.id
-        )));
-    }
+    refuse_if_reviewed(incident, "roles are")?;
     let holder = holder
         .map(|h| text("a role holder", h, MAX_NAME))
         .transpose()?;
@@ -560,12 +567,7 @@ pub fn record(
     data: serde_json::Value,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    if incident.status == Status::Reviewed {
-        return Err(Refusal::Conflict(format!(
-            "incident {} is reviewed: its timeline is part of the record now",
-            incident.id
-        )));
-    }
+    refuse_if_reviewed(incident, "its timeline is")?;
     let mut next = incident.clone();
     next.updated_at = now;
     Ok(Mutation {
@@ -582,12 +584,7 @@ pub fn status_update(
     actor: &Actor,
     now: Timestamp,
 ) -> Result<Mutation, Refusal> {
-    if incident.status == Status::Reviewed {
-        return Err(Refusal::Conflict(format!(
-            "incident {} is reviewed: its updates are part of the record now",
-            incident.id
-        )));
-    }
+    refuse_if_reviewed(incident, "its updates are")?;
     text_event(
         incident,
         (EventType::StatusUpdate, "a status update"),

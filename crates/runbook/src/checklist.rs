@@ -106,12 +106,7 @@ pub async fn mark(
         .incident(id)
         .await?
         .ok_or(StoreError::NoSuchIncident(id))?;
-    if incident.status == neo_ir_core::incident::Status::Reviewed {
-        return Err(Refusal::Conflict(format!(
-            "incident {id} is reviewed: its checklist is part of the record now"
-        ))
-        .into());
-    }
+    neo_ir_core::respond::refuse_if_reviewed(&incident, "its checklist is")?;
     let list = checklist(incident.kind);
     let Some(item) = list.iter().find(|i| i.key == key) else {
         let keys: Vec<&str> = list.iter().map(|i| i.key).collect();

@@ -523,9 +523,19 @@ async fn json_body<T: serde::de::DeserializeOwned>(
     body: axum::body::Body,
     what: &str,
 ) -> Result<T, ApiError> {
-    let body = axum::body::to_bytes(body, 64 * 1024)
+    json_body_within(body, what, 64 * 1024, "64 KiB at most").await
+}
+
+/// A JSON body of at most `limit` bytes (`limit_text` says so in the error).
+async fn json_body_within<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    what: &str,
+    limit: usize,
+    limit_text: &str,
+) -> Result<T, ApiError> {
+    let body = axum::body::to_bytes(body, limit)
         .await
-        .map_err(|e| ApiError::bad_request(format!("unreadable body (64 KiB at most): {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("unreadable body ({limit_text}): {e}")))?;
     serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid {what}: {e}")))
 }
 

@@ -86,15 +86,13 @@ pub(crate) async fn put_review(
     let (parts, body) = req.into_parts();
     let actor = writer(&state.auth, &parts)?;
     // a review is longer than other bodies: its own limit (the Markdown plus JSON quoting)
-    let bytes = axum::body::to_bytes(body, 2 * MAX_REVIEW + 1024)
-        .await
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "unreadable body (a review is at most {MAX_REVIEW} bytes): {e}"
-            ))
-        })?;
-    let b: Body = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid review: {e}")))?;
+    let b: Body = crate::json_body_within(
+        body,
+        "review",
+        2 * MAX_REVIEW + 1024,
+        &format!("a review is at most {MAX_REVIEW} bytes"),
+    )
+    .await?;
     if b.markdown.is_none() && !b.complete {
         return Err(ApiError::bad_request(
             "give \"markdown\" (the review), \"complete\": true, or both",
