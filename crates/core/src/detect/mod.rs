@@ -104,7 +104,11 @@ pub fn detect(fleet: &Fleet, cfg: &DetectConfig, now: Timestamp) -> Assessment {
     let mut a = Assessment::default();
     let msperblock = fleet.msperblock(cfg.default_msperblock);
     let threshold_ms = cfg.stall_threshold_ms(msperblock);
-    let any_reachable = fleet.nodes().any(NodeState::reachable);
+    // A node with one failed probe is not down yet (the watch loop re-probes it at once), so
+    // one slow answer from the rest of the fleet does not make a lone RPC node's crash a P1.
+    let any_reachable = fleet
+        .nodes()
+        .any(|n| n.reachable() || (n.last.is_some() && n.consecutive_failures < 2));
 
     for n in fleet.nodes() {
         node_down(n, any_reachable, &mut a);
@@ -657,6 +661,21 @@ mod tests {
             a.undecided.contains(CONSENSUS_KEY),
             "no reachable node: cannot judge consensus"
         );
+    }
+
+    #[test]
+    fn one_slow_answer_from_the_rest_does_not_make_a_lone_rpc_crash_p1() {
+        let mut w = world(1, 2);
+        w.round(&[
+            ("validator-1", Some(5)),
+            ("rpc-1", Some(5)),
+            ("rpc-2", Some(5)),
+        ]);
+        w.round(&[("rpc-2", None), ("validator-1", Some(5)), ("rpc-1", Some(5))]);
+        // rpc-2's second failure comes in a round where the others time out once
+        let a = w.round(&[("rpc-2", None), ("validator-1", None), ("rpc-1", None)]);
+        let f = a.findings.iter().find(|f| f.key == "node_down:rpc-2").unwrap();
+        assert_eq!(f.severity, Severity::P2, "{a:?}");
     }
 
     #[test]
