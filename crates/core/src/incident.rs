@@ -380,6 +380,9 @@ pub enum EventType {
     ChecklistStep,
     /// Auto-remediation: a policy started a run, or its circuit breaker opened.
     Remediation,
+    /// A review's action item is past its due date and not done: the daily reminder to the
+    /// incident's channels (also on a reviewed incident: it changes nothing of the record).
+    ActionItemOverdue,
     Resolved,
 }
 
@@ -408,6 +411,7 @@ impl EventType {
             EventType::RunbookRun => "runbook_run",
             EventType::ChecklistStep => "checklist_step",
             EventType::Remediation => "remediation",
+            EventType::ActionItemOverdue => "action_item_overdue",
             EventType::Resolved => "resolved",
         }
     }

@@ -192,7 +192,7 @@ pub enum MessageKind {
     Page,
     /// INCIDENT RESOLVED.
     Resolved,
-    /// The post-incident review is scheduled.
+    /// The post-incident review is scheduled, or an action item of it is overdue.
     Review,
 }
 
@@ -240,7 +240,8 @@ impl MessageKind {
             Some(MessageKind::Update)
         } else if is(EventType::Resolved) {
             Some(MessageKind::Resolved)
-        } else if is(EventType::ReviewScheduled) {
+        } else if is(EventType::ReviewScheduled) || is(EventType::ActionItemOverdue) {
+            // the review notice, and the daily reminder of an overdue action item of it
             Some(MessageKind::Review)
         } else {
             None

@@ -6,6 +6,11 @@
 //! happened and why, what went well or wrong, lessons) is marked [`TO_FILL`] so nobody
 //! mistakes an empty section for a finished one. Pure: the same inputs give the same text
 //! (the snapshot test relies on it).
+//!
+//! Also here: the daily reminder of an overdue action item ([`overdue_reminder`]), and the
+//! runbooks' review state ([`runbook_reviews`]): the playbook's "Update Runbooks" step is an
+//! action item pointing at a runbook, and a runbook's last review is the latest completion
+//! of such an item.
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
@@ -17,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::millis_between;
-use crate::incident::{human_ms, EventType, Incident, Severity, TimelineEvent};
+use crate::incident::{human_ms, EventType, Incident, IncidentKind, Severity, TimelineEvent};
 use crate::runbook::Run;
+use crate::text::clip;
 
 /// The marker of a section a person has to write.
 pub const TO_FILL: &str = "_to fill in_";
@@ -83,16 +89,192 @@ pub struct ActionItem {
     pub due: Option<Date>,
     pub priority: Priority,
     pub done: bool,
-    /// The runbook (script name, e.g. `restart_node`) this item changes.
+    /// The runbook this item changes: one of the playbook's [`PLAYBOOK_RUNBOOKS`] (named by
+    /// its incident kind, e.g. `node_down`) or a script (e.g. `restart_node`).
     pub runbook: Option<String>,
+    /// When it was marked done (`None` while open). A runbook's last review is the latest
+    /// of these among the items pointing at it.
+    #[serde(default)]
+    pub done_at: Option<Timestamp>,
+}
+
+/// The calendar day (UTC) of `now`.
+pub fn utc_day(now: Timestamp) -> Date {
+    now.to_zoned(jiff::tz::TimeZone::UTC).date()
 }
 
 impl ActionItem {
     /// Not done and its due day is over (in UTC) at `now`.
     pub fn is_overdue(&self, now: Timestamp) -> bool {
-        let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
-        !self.done && self.due.is_some_and(|d| d < today)
+        !self.done && self.due.is_some_and(|d| d < utc_day(now))
     }
+}
+
+/// Longest action text quoted in a reminder (the whole text is in the event's data).
+const REMINDER_ACTION: usize = 300;
+
+/// The reminder that `item` of incident `incident_id`'s review is overdue at `now`: an
+/// `action_item_overdue` event for the incident's timeline, routed to its channels like any
+/// other. `None` when the item is not overdue. Whoever calls it keeps it to once per item
+/// and UTC day (the store remembers the day of the last reminder).
+pub fn overdue_reminder(
+    incident_id: i64,
+    item: &ActionItem,
+    now: Timestamp,
+) -> Option<TimelineEvent> {
+    if !item.is_overdue(now) {
+        return None;
+    }
+    let due = item.due?;
+    let days = utc_day(now).duration_since(due).as_hours() / 24;
+    let runbook = item
+        .runbook
+        .as_deref()
+        .map(|r| format!(", runbook {r}"))
+        .unwrap_or_default();
+    Some(TimelineEvent::new(
+        now,
+        EventType::ActionItemOverdue,
+        format!(
+            "Action item overdue: {} ({}, due {due}, {} priority{runbook}) — incident \
+             #{incident_id} review, item {}",
+            clip(&item.action, REMINDER_ACTION),
+            clip(&item.owner, MAX_OWNER),
+            item.priority,
+            item.id,
+        ),
+        serde_json::json!({
+            "item": item.id,
+            "action": item.action,
+            "owner": item.owner,
+            "due": due,
+            "priority": item.priority,
+            "runbook": item.runbook,
+            "days_overdue": days,
+        }),
+    ))
+}
+
+/// One of the playbook's six incident runbooks ("Specific Incident Runbooks"). It is named
+/// by the incident kind whose procedure it is ([`crate::runbook::checklist`]), so an action
+/// item says `--runbook node_down` for "Node Crash/Unresponsive".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PlaybookRunbook {
+    pub name: &'static str,
+    /// The playbook's heading.
+    pub title: &'static str,
+    pub kind: IncidentKind,
+}
+
+/// The playbook's six incident runbooks, in its order.
+pub const PLAYBOOK_RUNBOOKS: [PlaybookRunbook; 6] = [
+    PlaybookRunbook {
+        name: "node_down",
+        title: "Node Crash/Unresponsive",
+        kind: IncidentKind::NodeDown,
+    },
+    PlaybookRunbook {
+        name: "consensus_failure",
+        title: "Consensus Failure (Validator Nodes)",
+        kind: IncidentKind::ConsensusFailure,
+    },
+    PlaybookRunbook {
+        name: "data_corruption",
+        title: "Data Corruption",
+        kind: IncidentKind::DataCorruption,
+    },
+    PlaybookRunbook {
+        name: "network_attack",
+        title: "Network Attack (DDoS)",
+        kind: IncidentKind::NetworkAttack,
+    },
+    PlaybookRunbook {
+        name: "split_brain",
+        title: "Split Brain Scenario",
+        kind: IncidentKind::SplitBrain,
+    },
+    PlaybookRunbook {
+        name: "performance_degradation",
+        title: "Performance Degradation",
+        kind: IncidentKind::PerformanceDegradation,
+    },
+];
+
+/// The playbook runbook called `name`.
+pub fn playbook_runbook(name: &str) -> Option<&'static PlaybookRunbook> {
+    PLAYBOOK_RUNBOOKS.iter().find(|r| r.name == name)
+}
+
+/// Check that an action item's runbook is one neo-ir knows: a playbook runbook or one of
+/// `scripts` (the runbook crate's script names). An unknown name would hide the item from
+/// `neo-ir runbooks`, so it is refused with the names that exist.
+pub fn check_known_runbook<'a>(
+    name: &str,
+    scripts: impl IntoIterator<Item = &'a str> + Clone,
+) -> Result<String, String> {
+    let name = check_runbook(name)?;
+    if playbook_runbook(&name).is_some() || scripts.clone().into_iter().any(|s| s == name) {
+        return Ok(name);
+    }
+    let playbook: Vec<&str> = PLAYBOOK_RUNBOOKS.iter().map(|r| r.name).collect();
+    let scripts: Vec<&str> = scripts.into_iter().collect();
+    Err(format!(
+        "unknown runbook {name:?}: expected a playbook runbook ({}) or a script ({})",
+        playbook.join(", "),
+        scripts.join(", ")
+    ))
+}
+
+/// A runbook's review state: when an action item pointing at it was last completed, and
+/// the items still open.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunbookReview {
+    pub runbook: String,
+    /// The latest `done_at` of the items pointing at it (`None`: never reviewed).
+    pub last_reviewed: Option<Timestamp>,
+    /// The incident whose item that was.
+    pub last_incident: Option<i64>,
+    /// Open items pointing at it: (incident id, item), in the order given.
+    pub open_items: Vec<(i64, ActionItem)>,
+}
+
+/// The review state of each of `runbooks` (in that order) from every action item with its
+/// incident id, then of any other runbook an item names (an item stored before names were
+/// checked), by name: nothing an item points at is hidden.
+///
+/// The rule: a runbook was last reviewed when the latest action item pointing at it was
+/// marked done. A completed review whose items are still open has not changed the runbook
+/// yet; those items are its open items.
+pub fn runbook_reviews(runbooks: &[&str], items: &[(i64, ActionItem)]) -> Vec<RunbookReview> {
+    let mut names: Vec<String> = runbooks.iter().map(|s| s.to_string()).collect();
+    let mut others: BTreeSet<&str> = BTreeSet::new();
+    for (_, i) in items {
+        if let Some(r) = i.runbook.as_deref() {
+            if !runbooks.contains(&r) {
+                others.insert(r);
+            }
+        }
+    }
+    names.extend(others.into_iter().map(str::to_string));
+    names
+        .into_iter()
+        .map(|name| {
+            let mine = items
+                .iter()
+                .filter(|(_, i)| i.runbook.as_deref() == Some(name.as_str()));
+            let last = mine
+                .clone()
+                .filter(|(_, i)| i.done)
+                .filter_map(|(inc, i)| i.done_at.map(|at| (at, *inc)))
+                .max();
+            RunbookReview {
+                last_reviewed: last.map(|(at, _)| at),
+                last_incident: last.map(|(_, inc)| inc),
+                open_items: mine.filter(|(_, i)| !i.done).cloned().collect(),
+                runbook: name,
+            }
+        })
+        .collect()
 }
 
 /// Check an action item's text: trimmed, 1 to [`MAX_ACTION`] characters.
@@ -601,6 +783,7 @@ mod tests {
             priority: Priority::High,
             done: false,
             runbook: Some("emergency_cleanup".into()),
+            done_at: None,
         }];
         (incident, timeline, runs, items)
     }
@@ -702,5 +885,102 @@ mod tests {
         let mut done = items[0].clone();
         done.done = true;
         assert!(!done.is_overdue(t("2027-01-01T00:00:00Z")));
+    }
+
+    #[test]
+    fn an_overdue_item_is_reminded_with_its_action_owner_due_date_and_priority() {
+        let (_, _, _, items) = known();
+        let item = &items[0];
+        assert_eq!(overdue_reminder(42, item, t("2026-03-16T12:00:00Z")), None);
+        let e = overdue_reminder(42, item, t("2026-03-19T08:00:00Z")).unwrap();
+        assert!(e.is(EventType::ActionItemOverdue));
+        assert_eq!(e.event_type, "action_item_overdue");
+        assert_eq!(
+            e.message,
+            "Action item overdue: alert on disk usage above 80% | on validators (dave, due \
+             2026-03-16, high priority, runbook emergency_cleanup) — incident #42 review, item 1"
+        );
+        assert_eq!(e.data["item"], 1);
+        assert_eq!(e.data["due"], "2026-03-16");
+        assert_eq!(e.data["priority"], "high");
+        assert_eq!(e.data["days_overdue"], 3);
+        let mut done = item.clone();
+        done.done = true;
+        assert_eq!(overdue_reminder(42, &done, t("2026-04-01T00:00:00Z")), None);
+        let mut long = item.clone();
+        long.action = format!("{}\nsecond line", "x".repeat(400));
+        long.runbook = None;
+        let e = overdue_reminder(42, &long, t("2026-04-01T00:00:00Z")).unwrap();
+        assert!(!e.message.contains('\n'), "one line: {}", e.message);
+        assert!(e.message.contains("…"), "clipped: {}", e.message);
+        assert_eq!(
+            e.data["action"],
+            long.action.as_str(),
+            "the whole text is kept"
+        );
+    }
+
+    #[test]
+    fn a_runbook_was_last_reviewed_when_an_item_pointing_at_it_was_done() {
+        let (_, _, _, items) = known();
+        let item = |id, runbook: &str, done_at: Option<&str>| ActionItem {
+            id,
+            runbook: Some(runbook.into()),
+            done: done_at.is_some(),
+            done_at: done_at.map(t),
+            ..items[0].clone()
+        };
+        let all = vec![
+            (1, item(1, "node_down", Some("2026-03-01T10:00:00Z"))),
+            (2, item(2, "node_down", Some("2026-04-01T10:00:00Z"))),
+            (3, item(3, "node_down", None)),
+            (3, item(4, "restart_node", None)),
+            (4, item(5, "old_name", None)),
+            (
+                4,
+                ActionItem {
+                    runbook: None,
+                    ..items[0].clone()
+                },
+            ),
+        ];
+        let r = runbook_reviews(&["node_down", "split_brain", "restart_node"], &all);
+        let names: Vec<&str> = r.iter().map(|r| r.runbook.as_str()).collect();
+        assert_eq!(
+            names,
+            ["node_down", "split_brain", "restart_node", "old_name"]
+        );
+        assert_eq!(r[0].last_reviewed, Some(t("2026-04-01T10:00:00Z")));
+        assert_eq!(r[0].last_incident, Some(2));
+        assert_eq!(r[0].open_items.len(), 1);
+        assert_eq!(r[0].open_items[0].1.id, 3);
+        assert_eq!(r[1].last_reviewed, None, "never");
+        assert!(r[1].open_items.is_empty());
+        assert_eq!(r[2].last_reviewed, None);
+        assert_eq!(r[2].open_items[0].0, 3);
+        assert_eq!(r[3].open_items[0].1.id, 5, "an unknown name is not hidden");
+    }
+
+    #[test]
+    fn runbook_names_are_the_playbooks_or_scripts() {
+        assert_eq!(PLAYBOOK_RUNBOOKS.len(), 6);
+        for r in PLAYBOOK_RUNBOOKS {
+            assert_eq!(r.name, r.kind.as_str());
+            assert!(!crate::runbook::checklist(r.kind).is_empty(), "{}", r.name);
+            assert!(check_runbook(r.name).is_ok());
+        }
+        let scripts = ["restart_node", "quick_recovery"];
+        assert_eq!(
+            check_known_runbook("split_brain", scripts).unwrap(),
+            "split_brain"
+        );
+        assert!(check_known_runbook("restart_node", scripts).is_ok());
+        let e = check_known_runbook("restart_nodes", scripts).unwrap_err();
+        assert!(
+            e.contains("\"restart_nodes\"") && e.contains("node_down"),
+            "{e}"
+        );
+        assert!(e.contains("quick_recovery"), "{e}");
+        assert!(check_known_runbook("../etc", scripts).is_err());
     }
 }

@@ -47,7 +47,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "event",
         "the timeline event the message is about: opened, acknowledged, phase_changed, \
          status_update, condition_cleared, recurred, severity_raised, severity_changed, \
-         escalated, resolved, review_scheduled",
+         escalated, resolved, review_scheduled, action_item_overdue",
     ),
     ("time", "when the event happened"),
     ("severity", "the incident's severity now: P1, P2, P3 or P4"),
@@ -757,6 +757,14 @@ fn samples() -> Vec<Notification> {
             "post-incident review scheduled",
             json!({}),
         ),
+        (
+            MessageKind::Review,
+            EventType::ActionItemOverdue,
+            "Action item overdue: alert on disk usage (dave, due 2024-04-30, high priority) — \
+             incident #42 review, item 3",
+            json!({"item": 3, "action": "alert on disk usage", "owner": "dave",
+                   "due": "2024-04-30", "priority": "high", "runbook": null, "days_overdue": 1}),
+        ),
     ];
     let mut out = Vec::new();
     for (kind, t, message, data) in events {
@@ -1085,6 +1093,34 @@ mod tests {
         );
         assert!(text.contains("**Root Cause:** a full disk"));
         assert!(text.contains("**Duration:** 1 h 15 min"));
+    }
+
+    #[test]
+    fn an_overdue_action_item_is_a_review_reminder() {
+        let mut n = notification(
+            MessageKind::Review,
+            EventType::ActionItemOverdue,
+            json!({"item": 3, "action": "alert on disk usage", "owner": "dave",
+                   "due": "2024-04-30", "priority": "high", "days_overdue": 1}),
+        );
+        n.event.message = "Action item overdue: alert on disk usage (dave, due 2024-04-30, \
+                           high priority) — incident #42 review, item 3"
+            .into();
+        n.incident.status = Status::Reviewed;
+        let r = Templates::builtin().render(&n).unwrap();
+        assert_eq!(
+            r.title,
+            "[P1] Action item overdue: incident #42 consensus_failure review"
+        );
+        assert!(
+            r.text.starts_with(
+                "**ACTION ITEM OVERDUE**\n\nAction item overdue: alert on disk usage (dave, due \
+                 2024-04-30, high priority) — incident #42 review, item 3\n"
+            ),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("POST-INCIDENT REVIEW"), "{}", r.text);
     }
 
     #[test]
