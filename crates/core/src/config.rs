@@ -311,6 +311,9 @@ struct RawChannel {
     timeout: Option<String>,
     per_minute: Option<u32>,
     templates: Option<PathBuf>,
+    /// Takes drill incidents' messages (default false).
+    #[serde(default)]
+    drills: bool,
     smtp_host: Option<String>,
     smtp_port: Option<u16>,
     tls: Option<crate::notify::EmailTls>,
@@ -956,6 +959,7 @@ fn notify(
             timeout,
             per_minute,
             templates: c.templates,
+            drills: c.drills,
         });
     }
     for (i, r) in raw.routes.into_iter().enumerate() {
@@ -996,7 +1000,8 @@ fn notify(
             fallback: r.fallback,
         });
     }
-    if !out.channels.is_empty() && out.routes.is_empty() {
+    // channels marked for drills get drills without a route; the others need one
+    if out.channels.iter().any(|c| !c.drills) && out.routes.is_empty() {
         return Err(located.error(
             located.key_in_table("notify", "channels"),
             "notify.routes",
@@ -1721,6 +1726,26 @@ channels = ["slack"]
         assert!(e.message.contains("`to`"), "{e}");
         let cut = text.find("[[notify.routes]]").unwrap();
         let e = err(&text[..cut]);
+        assert!(e.message.contains("no [[notify.routes]]"), "{e}");
+
+        // drills = true|false, default false
+        assert!(n.channels.iter().all(|c| !c.drills));
+        let marked = text.replace("per_minute = 10\n", "per_minute = 10\ndrills = true\n");
+        let c = parse(&marked, Path::new("neo-ir.toml")).unwrap();
+        assert!(c.notify.channel("slack").unwrap().drills);
+        assert!(!c.notify.channel("pd").unwrap().drills);
+        let e = err(&text.replace("per_minute = 10\n", "per_minute = 10\ndrills = \"yes\"\n"));
+        assert_eq!(e.file, Path::new("neo-ir.toml"));
+        assert!(e.line.is_some(), "{e}");
+        assert!(e.key.as_deref().is_some_and(|k| k.contains("drills")), "{e}");
+        // a config of drill channels only needs no route: drills reach them without one
+        let drills_only = format!(
+            "{node}\n[[notify.channels]]\nname = \"drill-room\"\ntype = \"webhook\"\n\
+             url = \"http://127.0.0.1:9/hook\"\ndrills = true\n"
+        );
+        let c = parse(&drills_only, Path::new("neo-ir.toml")).unwrap();
+        assert!(c.notify.routes.is_empty() && c.notify.channels[0].drills);
+        let e = err(&drills_only.replace("drills = true", "drills = false"));
         assert!(e.message.contains("no [[notify.routes]]"), "{e}");
     }
 }

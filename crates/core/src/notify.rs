@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::SecretSource;
 use crate::incident::{EventType, Incident, IncidentKind, Severity, TimelineEvent};
+use crate::kpis::is_drill;
 
 /// The services neo-ir sends to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -116,6 +117,9 @@ pub struct ChannelConfig {
     pub per_minute: u32,
     /// A directory of templates overriding the built-in ones for this channel.
     pub templates: Option<PathBuf>,
+    /// `drills = true`: the channel takes drill incidents' messages (see [`route`]). It still
+    /// gets real incidents when a route names it; one no route names gets drills only.
+    pub drills: bool,
 }
 
 /// Which channels get an incident's messages (`[[notify.routes]]`): the first route whose
@@ -174,6 +178,58 @@ impl NotifySettings {
 
     pub fn route_for(&self, incident: &Incident) -> Option<&Route> {
         self.routes.iter().find(|r| r.matches(incident))
+    }
+
+    /// True when `name` is a channel marked `drills = true`.
+    fn takes_drills(&self, name: &str) -> bool {
+        self.channel(name).is_some_and(|c| c.drills)
+    }
+
+    /// The channels that get `incident`'s messages.
+    ///
+    /// A real incident: every channel of the first matching route (marked for drills or not).
+    /// A drill incident ([`is_drill`]): only channels marked `drills = true`, so a drill never
+    /// pages anyone for real. Those of the matching route when it names some; otherwise
+    /// (the route names none, or no route matches) every channel marked for drills, in the
+    /// configured order. None when no channel is marked: the drill sends nothing
+    /// ([`drill_unsent`] says why).
+    pub fn recipients(&self, incident: &Incident) -> Vec<&str> {
+        let route = self.route_for(incident);
+        if !is_drill(incident) {
+            return route.map_or_else(Vec::new, |r| {
+                r.channels.iter().map(String::as_str).collect()
+            });
+        }
+        let marked: Vec<&str> = route
+            .map(|r| {
+                r.channels
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|c| self.takes_drills(c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !marked.is_empty() {
+            return marked;
+        }
+        self.channels
+            .iter()
+            .filter(|c| c.drills)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The fallback channels for `incident`'s messages, in order: the matching route's
+    /// `fallback`; for a drill, only those marked `drills = true`.
+    pub fn fallbacks(&self, incident: &Incident) -> Vec<&str> {
+        let drill = is_drill(incident);
+        self.route_for(incident).map_or_else(Vec::new, |r| {
+            r.fallback
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !drill || self.takes_drills(c))
+                .collect()
+        })
     }
 }
 
@@ -311,8 +367,8 @@ pub struct Rendered {
 }
 
 /// The notifications `event` (id `event_id`) of `incident` calls for: one per channel of
-/// the first route that matches the incident (none when the event is internal or no route
-/// matches).
+/// [`NotifySettings::recipients`] (the first matching route's; for a drill, the channels
+/// marked for drills). None when the event is internal or nobody is to get it.
 pub fn route(
     incident: &Incident,
     event: &TimelineEvent,
@@ -323,15 +379,12 @@ pub fn route(
     let Some(kind) = MessageKind::for_event(event) else {
         return Vec::new();
     };
-    let Some(route) = settings.route_for(incident) else {
-        return Vec::new();
-    };
-    route
-        .channels
-        .iter()
+    settings
+        .recipients(incident)
+        .into_iter()
         .map(|channel| Notification {
             kind,
-            channel: channel.clone(),
+            channel: channel.to_string(),
             incident: incident.clone(),
             event: event.clone(),
             event_id,
@@ -345,11 +398,32 @@ pub fn route(
         .collect()
 }
 
-/// The same message for the route's fallback channel number `index`, if there is one.
+/// Why a drill's messages go nowhere, said once per drill (on its `opened` event): no channel
+/// is marked `drills = true`. `None` for a real incident, another event, or when a channel
+/// takes drills. The watcher logs it as it routes the event.
+pub fn drill_unsent(
+    incident: &Incident,
+    event: &TimelineEvent,
+    settings: &NotifySettings,
+) -> Option<String> {
+    let unsent = is_drill(incident)
+        && event.is(EventType::Opened)
+        && !settings.channels.iter().any(|c| c.drills);
+    unsent.then(|| {
+        format!(
+            "drill incident #{} sends no message: no [[notify.channels]] has drills = true \
+             (drills never go to channels not marked for them)",
+            incident.id
+        )
+    })
+}
+
+/// The same message for `n`'s incident's fallback channel number `index`
+/// ([`NotifySettings::fallbacks`]), if there is one.
 pub fn fallback(n: &Notification, settings: &NotifySettings, index: usize) -> Option<Notification> {
-    let channel = settings.route_for(&n.incident)?.fallback.get(index)?;
+    let channel = *settings.fallbacks(&n.incident).get(index)?;
     Some(Notification {
-        channel: channel.clone(),
+        channel: channel.to_string(),
         idempotency_key: Notification::key(n.incident.id, n.event_id, channel),
         ..n.clone()
     })
@@ -422,5 +496,167 @@ mod tests {
         ] {
             assert_eq!(kind(internal, json!({})), None, "{internal:?}");
         }
+    }
+
+    fn channel(name: &str, drills: bool) -> ChannelConfig {
+        ChannelConfig {
+            name: name.into(),
+            kind: ChannelKind::Webhook,
+            url: Some(format!("http://127.0.0.1:1/{name}")),
+            secret: None,
+            chat_id: None,
+            email: None,
+            timeout: Duration::from_secs(1),
+            per_minute: 30,
+            templates: None,
+            drills,
+        }
+    }
+
+    fn incident(key: &str, severity: Severity) -> Incident {
+        let finding = crate::incident::Finding {
+            key: key.into(),
+            kind: IncidentKind::NodeDown,
+            severity,
+            nodes: vec!["rpc-1".into()],
+            summary: "rpc-1 is down".into(),
+            evidence: serde_json::json!({"error_kind": "refused"}),
+        };
+        let mut i = crate::lifecycle::open(
+            &finding,
+            jiff::Timestamp::UNIX_EPOCH,
+            &crate::oncall::ResponseConfig::default(),
+        );
+        i.id = 9;
+        i
+    }
+
+    fn opened() -> TimelineEvent {
+        TimelineEvent::new(
+            jiff::Timestamp::UNIX_EPOCH,
+            EventType::Opened,
+            "opened".into(),
+            serde_json::json!({}),
+        )
+    }
+
+    /// pager (real), ops (real and drills, named by the P1 route), drill-room (drills only,
+    /// named by no route), mail (fallback, real), drill-mail (fallback, drills).
+    fn settings() -> NotifySettings {
+        NotifySettings {
+            channels: vec![
+                channel("pager", false),
+                channel("ops", true),
+                channel("drill-room", true),
+                channel("mail", false),
+                channel("drill-mail", true),
+            ],
+            routes: vec![
+                Route {
+                    severities: vec![Severity::P1],
+                    kinds: vec![],
+                    channels: vec!["pager".into(), "ops".into()],
+                    fallback: vec!["mail".into(), "drill-mail".into()],
+                },
+                Route {
+                    severities: vec![Severity::P2],
+                    kinds: vec![],
+                    channels: vec!["pager".into()],
+                    fallback: vec!["mail".into()],
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    fn sent_to(i: &Incident, s: &NotifySettings) -> Vec<String> {
+        route(i, &opened(), 3, s, None)
+            .into_iter()
+            .map(|n| n.channel)
+            .collect()
+    }
+
+    #[test]
+    fn real_incidents_go_to_the_route_marked_or_not() {
+        let s = settings();
+        let real = incident("node_down:rpc-1", Severity::P1);
+        // ops is marked for drills and still gets real incidents: the route names it
+        assert_eq!(sent_to(&real, &s), ["pager", "ops"]);
+        // drill-room is named by no route: real incidents never reach it
+        let p2 = incident("node_down:rpc-1", Severity::P2);
+        assert_eq!(sent_to(&p2, &s), ["pager"]);
+        assert_eq!(
+            sent_to(&incident("x", Severity::P3), &s),
+            Vec::<String>::new()
+        );
+        let n = &route(&real, &opened(), 3, &s, None)[1];
+        assert_eq!(n.idempotency_key, "neo-ir-9-3-ops");
+        assert_eq!(fallback(n, &s, 0).unwrap().channel, "mail");
+        assert_eq!(fallback(n, &s, 1).unwrap().channel, "drill-mail");
+        assert!(fallback(n, &s, 2).is_none());
+        assert_eq!(
+            drill_unsent(&real, &opened(), &NotifySettings::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn drills_go_only_to_channels_marked_for_drills() {
+        let s = settings();
+        // the P1 route names ops, marked: only ops, never the pager
+        let drill = incident("drill:node_down:rpc-1", Severity::P1);
+        assert_eq!(sent_to(&drill, &s), ["ops"]);
+        let n = &route(&drill, &opened(), 3, &s, None)[0];
+        // its fallback skips the real mail channel
+        let next = fallback(n, &s, 0).unwrap();
+        assert_eq!(
+            (next.channel.as_str(), next.idempotency_key.as_str()),
+            ("drill-mail", "neo-ir-9-3-drill-mail")
+        );
+        assert!(fallback(n, &s, 1).is_none());
+
+        // the P2 route names no marked channel: every channel marked for drills instead
+        let p2 = incident("drill:node_down:rpc-1", Severity::P2);
+        assert_eq!(sent_to(&p2, &s), ["ops", "drill-room", "drill-mail"]);
+        assert!(s.fallbacks(&p2).is_empty());
+        // no route matches (P3): the same
+        let p3 = incident("drill:node_down:rpc-1", Severity::P3);
+        assert_eq!(sent_to(&p3, &s), ["ops", "drill-room", "drill-mail"]);
+
+        // marked by its evidence rather than its key
+        let mut by_evidence = incident("node_down:rpc-1", Severity::P1);
+        by_evidence.evidence["drill"] = serde_json::json!(true);
+        assert_eq!(sent_to(&by_evidence, &s), ["ops"]);
+        assert_eq!(
+            drill_unsent(&drill, &opened(), &s),
+            None,
+            "a channel takes it"
+        );
+    }
+
+    #[test]
+    fn a_drill_with_no_channel_marked_sends_nothing_and_says_why_once() {
+        let mut s = settings();
+        for c in &mut s.channels {
+            c.drills = false;
+        }
+        let drill = incident("drill:node_down:rpc-1", Severity::P1);
+        assert!(route(&drill, &opened(), 3, &s, None).is_empty());
+        let why = drill_unsent(&drill, &opened(), &s).unwrap();
+        assert!(why.contains("#9") && why.contains("drills = true"), "{why}");
+        // once: only on the opened event, not on its later messages
+        let resolved = TimelineEvent::new(
+            jiff::Timestamp::UNIX_EPOCH,
+            EventType::Resolved,
+            "resolved".into(),
+            serde_json::json!({}),
+        );
+        assert!(route(&drill, &resolved, 4, &s, None).is_empty());
+        assert_eq!(drill_unsent(&drill, &resolved, &s), None);
+        // the real incident is unaffected
+        assert_eq!(
+            sent_to(&incident("node_down:rpc-1", Severity::P1), &s),
+            ["pager", "ops"]
+        );
     }
 }

@@ -19,7 +19,9 @@
 //!   (`{{ " by " ~ by if by is not none else "" }}`) instead of an inline `{% if %}`.
 //!
 //! After rendering, trailing spaces are removed from each line, runs of blank lines become
-//! one and the text is trimmed; the title's lines are joined into one. A message that renders
+//! one and the text is trimmed; the title's lines are joined into one. A drill incident's
+//! title and text then get `[DRILL] ` in front, whatever the template (built in or an
+//! override): nobody may take a drill for a real incident, on any channel. A message that renders
 //! empty is an error: nothing is ever sent empty. [`Templates::check`] renders every template
 //! against sample notifications of every kind, so a template that fails does so at startup,
 //! naming the file and line, not at the first incident.
@@ -31,6 +33,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use neo_ir_core::incident::{human_ms, EventType, Incident, ResponseRole, Severity};
+use neo_ir_core::kpis::is_drill;
 use neo_ir_core::notify::{MessageKind, Notification, Rendered};
 use neo_ir_core::oncall::ResponseConfig;
 use serde_json::json;
@@ -132,7 +135,12 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "review_at",
-        "when the post-incident review is scheduled (review messages), else none",
+        "when the post-incident review is scheduled (review messages, and resolved messages \
+         of an incident whose review was scheduled as it resolved: P1/P2), else none",
+    ),
+    (
+        "drill",
+        "true for a drill incident (its title and text start with [DRILL] anyway), else false",
     ),
     (
         "acknowledged_by",
@@ -147,6 +155,9 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "the chat channel the playbook suggests: #incident-YYYY-MM-DD-<kind>",
     ),
 ];
+
+/// What every drill message's title and text start with.
+pub const DRILL_MARK: &str = "[DRILL] ";
 
 /// Why templates could not be loaded, checked or rendered. Each names the template: its
 /// file for an override, `builtin:<name>` for a built-in one.
@@ -420,6 +431,13 @@ impl Templates {
                 });
             }
         }
+        if is_drill(&n.incident) {
+            // here, not in the templates: an override cannot forget it
+            return Ok(Rendered {
+                title: format!("{DRILL_MARK}{title}"),
+                text: format!("{DRILL_MARK}{text}"),
+            });
+        }
         Ok(Rendered { title, text })
     }
 
@@ -565,10 +583,17 @@ fn context(n: &Notification) -> Value {
             .flatten();
     let paging = is(EventType::Escalated);
     let count = |key: &str| data.get(key).and_then(|v| v.as_u64()).filter(|_| paging);
-    let review_at = is(EventType::ReviewScheduled)
-        .then(|| text("at"))
-        .flatten()
-        .map(|at| at.parse::<Timestamp>().map_or(at, time));
+    // the review notice's date; a resolution carries the review scheduled with it
+    let resolution =
+        is(EventType::Resolved) || (is(EventType::PhaseChanged) && data["to_phase"] == "resolved");
+    let review_at = if is(EventType::ReviewScheduled) {
+        text("at")
+    } else if resolution {
+        text("review_at")
+    } else {
+        None
+    }
+    .map(|at| at.parse::<Timestamp>().map_or(at, time));
     let acknowledged_by = inc
         .acked_by
         .clone()
@@ -630,6 +655,7 @@ fn context(n: &Notification) -> Value {
         "step": count("step"),
         "of": count("of"),
         "review_at": review_at,
+        "drill": is_drill(inc),
         "acknowledged_by": acknowledged_by,
         "link": n.link,
         "channel_suggestion": n.channel_suggestion(),
@@ -735,7 +761,8 @@ fn samples() -> Vec<Notification> {
             MessageKind::Resolved,
             EventType::Resolved,
             "stable for 30 min 0 s since the condition cleared: resolved after 1 h 0 min",
-            json!({"duration_ms": 3_600_000, "stable_ms": 1_800_000}),
+            json!({"duration_ms": 3_600_000, "stable_ms": 1_800_000,
+                   "review_at": "2024-05-03T12:20:00Z"}),
         ),
         (
             MessageKind::Resolved,
@@ -774,6 +801,8 @@ fn samples() -> Vec<Notification> {
                 incident.roles.clear();
                 incident.nodes.clear();
                 incident.evidence = json!({});
+                // and a drill, so `drill` is seen true too
+                incident.key = format!("{}{}", neo_ir_core::kpis::DRILL_PREFIX, incident.key);
             }
             // the incident as the event left it
             let field = |key: &str| data.get(key).and_then(|v| v.as_str());
@@ -856,7 +885,107 @@ mod tests {
             assert!(!r.title.contains('\n'), "{}", r.title);
             assert!(!r.text.contains("\n\n\n"), "{}", r.text);
             assert!(!r.text.contains("none"), "{}", r.text);
+            // the bare samples are drills: every kind says so first, in title and text
+            let drill = is_drill(&n.incident);
+            assert_eq!(r.title.starts_with(DRILL_MARK), drill, "{}", r.title);
+            assert_eq!(r.text.starts_with(DRILL_MARK), drill, "{}", r.text);
+            assert_eq!(r.text.matches("[DRILL]").count(), usize::from(drill));
         }
+        let kinds: std::collections::BTreeSet<&str> = samples()
+            .iter()
+            .filter(|n| is_drill(&n.incident))
+            .map(|n| n.kind.as_str())
+            .collect();
+        assert_eq!(kinds.len(), MessageKind::ALL.len(), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_drill_is_marked_whatever_the_template() {
+        let mut n = alert();
+        n.incident.evidence["drill"] = json!(true);
+        let r = Templates::builtin().render(&n).unwrap();
+        assert_eq!(
+            r.title,
+            "[DRILL] [P1] INCIDENT ALERT: consensus_failure — no new block for 90 s on 2 of 2 nodes"
+        );
+        assert!(
+            r.text
+                .starts_with("[DRILL] **INCIDENT ALERT**\n\n**Time:**"),
+            "{}",
+            r.text
+        );
+        // an override cannot drop the mark, and sees `drill`
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "alert.txt",
+            "{{ \"practice: \" if drill else \"\" }}{{ impact }}\n",
+        );
+        write(dir.path(), "alert.title.txt", "{{ incident_kind }}\n");
+        let t = Templates::with_overrides(dir.path()).unwrap();
+        let r = t.render(&n).unwrap();
+        assert_eq!(r.title, "[DRILL] consensus_failure");
+        assert_eq!(
+            r.text,
+            "[DRILL] practice: no new block for 90 s on 2 of 2 nodes"
+        );
+        let real = t.render(&alert()).unwrap();
+        assert_eq!(
+            (real.title.as_str(), real.text.as_str()),
+            ("consensus_failure", "no new block for 90 s on 2 of 2 nodes")
+        );
+    }
+
+    #[test]
+    fn the_resolution_notice_gives_the_review_date() {
+        let t = Templates::builtin();
+        let mut n = notification(
+            MessageKind::Resolved,
+            EventType::Resolved,
+            json!({"duration_ms": 4_500_000, "stable_ms": 1_800_000,
+                   "review_at": "2024-05-03T13:15:00Z"}),
+        );
+        n.incident.status = Status::Resolved;
+        n.incident.resolved_at = Some(ts("2024-05-01T13:15:00Z"));
+        let text = t.render(&n).unwrap().text;
+        assert!(
+            text.contains(
+                "**Follow-up Actions:**\n- Post-incident review scheduled for \
+                 2024-05-03 13:15:00 UTC\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("to be scheduled"), "{text}");
+
+        // resolved by a person: the phase change carries it the same way
+        n.event = TimelineEvent::new(
+            ts("2024-05-01T13:15:00Z"),
+            EventType::PhaseChanged,
+            "monitoring → resolved by alice".into(),
+            json!({"from_phase": "monitoring", "to_phase": "resolved", "by": "alice",
+                   "review_at": "2024-05-03T13:15:00Z"}),
+        );
+        let text = t.render(&n).unwrap().text;
+        assert!(
+            text.contains("- Post-incident review scheduled for 2024-05-03 13:15:00 UTC\n"),
+            "{text}"
+        );
+
+        // a P3 resolves without a review: still to be scheduled (by people, if at all)
+        n.event.data = json!({"from_phase": "monitoring", "to_phase": "resolved"});
+        let text = t.render(&n).unwrap().text;
+        assert!(
+            text.contains("- Post-incident review to be scheduled\n"),
+            "{text}"
+        );
+        // a review date on another event is not a resolution's
+        let mut update = notification(
+            MessageKind::Update,
+            EventType::StatusUpdate,
+            json!({"text": "x", "review_at": "2024-05-03T13:15:00Z"}),
+        );
+        update.incident.status = Status::Investigating;
+        assert!(!t.render(&update).unwrap().text.contains("2024-05-03"));
     }
 
     #[test]

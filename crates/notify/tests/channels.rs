@@ -99,6 +99,7 @@ fn config(kind: ChannelKind, url: Option<String>) -> ChannelConfig {
         timeout: Duration::from_secs(5),
         per_minute: 60,
         templates: None,
+        drills: false,
     }
 }
 
@@ -1022,4 +1023,144 @@ fn sends_can_be_spawned() {
     let r = rendered();
     let fut = ch.send(&n, &r);
     assert_send(&fut);
+}
+
+// ---------------------------------------------------------------------------------------
+// Drills
+
+/// A drill incident's message, rendered by the built-in templates, reaches every kind of
+/// channel marked [DRILL] where people read first: the webhook's title and text, Slack's
+/// and Telegram's text, Discord's content, the Teams card's title, PagerDuty's summary and
+/// the email's subject.
+#[tokio::test]
+async fn drill_messages_say_drill_on_every_channel_kind() {
+    let mut n = alert();
+    n.incident.key = "drill:consensus_failure".into();
+    let r = neo_ir_notify::Templates::builtin().render(&n).unwrap();
+    assert!(
+        r.title.starts_with("[DRILL] [P1] INCIDENT ALERT"),
+        "{}",
+        r.title
+    );
+    assert!(
+        r.text.starts_with("[DRILL] **INCIDENT ALERT**"),
+        "{}",
+        r.text
+    );
+
+    let ok = || {
+        receiver(|r| {
+            if r.path.contains("sendMessage") {
+                json_answer(200, json!({"ok": true, "result": {"message_id": 1}}))
+            } else if r.path.contains("enqueue") {
+                json_answer(202, json!({"status": "success", "dedup_key": "k"}))
+            } else if r.path.contains("/services/") {
+                answer(200, "ok")
+            } else {
+                json_answer(200, json!({"id": "1"}))
+            }
+        })
+    };
+    // (channel, what the service shows first)
+    let mut seen: Vec<(ChannelKind, String)> = Vec::new();
+
+    let rx = ok().await;
+    channel(config(ChannelKind::Webhook, Some(rx.url("/hook"))), None)
+        .send(&n, &r)
+        .await
+        .unwrap();
+    let body = rx.only().json();
+    seen.push((ChannelKind::Webhook, body["title"].as_str().unwrap().into()));
+    seen.push((ChannelKind::Webhook, body["text"].as_str().unwrap().into()));
+
+    let rx = ok().await;
+    channel(
+        config(ChannelKind::Slack, None),
+        Some(&rx.url("/services/T1/B1/XXXXXXXX")),
+    )
+    .send(&n, &r)
+    .await
+    .unwrap();
+    seen.push((
+        ChannelKind::Slack,
+        rx.only().json()["text"].as_str().unwrap().into(),
+    ));
+
+    let rx = ok().await;
+    channel(
+        config(ChannelKind::Discord, None),
+        Some(&rx.url("/api/webhooks/1/tokentoken")),
+    )
+    .send(&n, &r)
+    .await
+    .unwrap();
+    let content = rx.only().json()["content"].as_str().unwrap().to_string();
+    seen.push((
+        ChannelKind::Discord,
+        content.trim_start_matches("**").into(),
+    ));
+
+    let rx = ok().await;
+    let mut cfg = config(ChannelKind::Telegram, Some(rx.url("")));
+    cfg.chat_id = Some("@drills".into());
+    channel(cfg, Some("123:AAHsecretsecret"))
+        .send(&n, &r)
+        .await
+        .unwrap();
+    seen.push((
+        ChannelKind::Telegram,
+        rx.only().json()["text"].as_str().unwrap().into(),
+    ));
+
+    let rx = ok().await;
+    channel(
+        config(ChannelKind::Teams, None),
+        Some(&rx.url("/workflows/x?sig=SIGSIG")),
+    )
+    .send(&n, &r)
+    .await
+    .unwrap();
+    let card = rx.only().json();
+    let blocks = &card["attachments"][0]["content"]["body"];
+    seen.push((
+        ChannelKind::Teams,
+        blocks[0]["text"].as_str().unwrap().into(),
+    ));
+    seen.push((
+        ChannelKind::Teams,
+        blocks[1]["text"].as_str().unwrap().into(),
+    ));
+
+    let rx = ok().await;
+    channel(
+        config(ChannelKind::PagerDuty, Some(rx.url(""))),
+        Some("R0UT1NGKEY"),
+    )
+    .send(&n, &r)
+    .await
+    .unwrap();
+    let event = rx.only().json();
+    seen.push((
+        ChannelKind::PagerDuty,
+        event["payload"]["summary"].as_str().unwrap().into(),
+    ));
+
+    let (addr, transcript) = smtp_server("250 OK\r\n").await;
+    email_channel(addr).send(&n, &r).await.unwrap();
+    let t = transcript.lock().unwrap().clone();
+    let subject = t
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_else(|| panic!("no subject in {t}"));
+    seen.push((ChannelKind::Email, subject.into()));
+
+    for (kind, first) in &seen {
+        assert!(first.starts_with("[DRILL] "), "{kind:?}: {first}");
+    }
+    let kinds: std::collections::BTreeSet<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds.len(),
+        ChannelKind::ALL.len(),
+        "every channel kind: {kinds:?}"
+    );
 }

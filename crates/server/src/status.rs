@@ -7,6 +7,10 @@
 //! notes, actions, roles, who acknowledged, node errors (they may hold addresses), user
 //! agents or tokens.
 //!
+//! Never drills either ([`is_drill`]: a key under `drill:` or `evidence.drill`): a rehearsal
+//! is not an outage, so it is left out of the overall state, the incident lists, the node
+//! states and the uptime. The authenticated API still lists drills (marked by their key).
+//!
 //! Nor the incident's own `summary`: it is the detector's diagnosis for operators, and
 //! some carry what must not be public (a node_down summary quotes the probe's error, a
 //! network_attack summary the busiest client's IP and the limits that trip the detector).
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use neo_ir_core::fleet::NodeView;
 use neo_ir_core::incident::{human_ms, EventType, Incident, IncidentKind, Severity};
+use neo_ir_core::kpis::is_drill;
 use neo_ir_core::notify::network_name;
 use neo_ir_core::observation::Role;
 use neo_ir_store::{ListFilter, Store, StoreError};
@@ -212,9 +217,15 @@ pub struct ResolvedIncident {
 /// Uptime and the resolved list come from the incidents of the window: pages of all
 /// incidents, newest first, until one opened before the window and resolved before it too;
 /// the open incidents are read on their own, so one open for longer than the window counts.
+/// Drill incidents are left out of everything.
 pub async fn build(store: &Store, now: Timestamp) -> Result<Status, StoreError> {
     let since = now - WINDOW;
-    let open = store.open_incidents().await?;
+    let open: Vec<Incident> = store
+        .open_incidents()
+        .await?
+        .into_iter()
+        .filter(|i| !is_drill(i))
+        .collect();
     let mut recent: Vec<Incident> = Vec::new();
     let mut before_id = None;
     'pages: loop {
@@ -231,7 +242,7 @@ pub async fn build(store: &Store, now: Timestamp) -> Result<Status, StoreError> 
             if i.opened_at < since && i.resolved_at.is_some_and(|r| r < since) {
                 break 'pages;
             }
-            if !i.is_open() {
+            if !i.is_open() && !is_drill(&i) {
                 recent.push(i);
             }
         }

@@ -10,6 +10,8 @@ mod review;
 mod runs;
 #[path = "api/runs_agent.rs"]
 mod runs_agent;
+#[path = "api/status_drills.rs"]
+mod status_drills;
 
 use std::time::Duration;
 

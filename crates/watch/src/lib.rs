@@ -659,6 +659,9 @@ impl Watcher {
         let queued = self
             .store
             .route_pending(500, now, |incident, event, id| {
+                if let Some(why) = neo_ir_core::notify::drill_unsent(incident, event, settings) {
+                    tracing::warn!(incident = incident.id, "{why}");
+                }
                 neo_ir_core::notify::route(incident, event, id, settings, network)
             })
             .await?;

@@ -81,6 +81,7 @@ fn webhook(name: &str, url: &str) -> ChannelConfig {
         timeout: Duration::from_secs(2),
         per_minute: 1000,
         templates: None,
+        drills: false,
     }
 }
 
