@@ -6,21 +6,28 @@
 //! review's `complete` flag and its audit record, so neither can be true without the other.
 //! Action items stay tracked after the review is complete (that is when they are worked
 //! on): they are added, updated (done, owner, due date) and listed, overdue ones across
-//! incidents for reminders.
+//! incidents for reminders. The leader reminds of each overdue item once per UTC day
+//! ([`Store::remind_overdue`]): an `action_item_overdue` event on the incident's timeline,
+//! routed to its channels like any other, also when the incident is reviewed (a reminder
+//! changes nothing of the incident, so it is appended without a new version).
 
 use jiff::civil::Date;
 use jiff::Timestamp;
-use neo_ir_core::incident::{Actor, Incident, Status};
+use neo_ir_core::incident::{Actor, Incident, Status, TimelineEvent};
 use neo_ir_core::respond::{self, Refusal};
 use neo_ir_core::review::{
-    check_action, check_markdown, check_owner, check_runbook, pir_markdown, ActionItem, Priority,
+    check_action, check_markdown, check_owner, check_runbook, overdue_reminder, pir_markdown,
+    utc_day, ActionItem, Priority,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{insert_audit, ts, write_mutation, Audit, Result, RunFilter, Store, StoreError};
+use crate::{
+    insert_audit, insert_event_routed, opt_ts, ts, write_mutation, Audit, Result, RunFilter, Store,
+    StoreError,
+};
 
 /// A review as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +288,11 @@ impl Store {
         let incident_id: i64 = current.try_get("incident_id")?;
         let mut item = item_from_row(&current)?;
         if let Some(done) = update.done {
+            // the completion time is when it became done (a runbook's last review), kept
+            // through later edits
+            if done != item.done {
+                item.done_at = done.then_some(now);
+            }
             item.done = done;
         }
         if let Some(o) = &owner {
@@ -290,9 +302,11 @@ impl Store {
             item.due = due;
         }
         sqlx::query(&self.sql(
-            "UPDATE action_items SET done = ?, owner = ?, due = ?, updated_at = ? WHERE id = ?",
+            "UPDATE action_items SET done = ?, done_at = ?, owner = ?, due = ?, updated_at = ? \
+             WHERE id = ?",
         ))
         .bind(i64::from(item.done))
+        .bind(item.done_at.map(|t| t.as_millisecond()))
         .bind(&item.owner)
         .bind(item.due.map(|d| d.to_string()))
         .bind(now.as_millisecond())
@@ -363,6 +377,68 @@ impl Store {
         .collect()
     }
 
+    /// Remind of every overdue action item not yet reminded of on `now`'s UTC day: an
+    /// `action_item_overdue` event ([`overdue_reminder`]) on its incident's timeline, left
+    /// for the router (so it reaches the incident's route's channels), and the day
+    /// remembered with the item, in one transaction: at most one reminder per item and day,
+    /// whoever leads. Fenced on the leader's handle. Reviewed incidents get theirs too: the
+    /// event is appended without changing the incident. Returns (incident id, event) of the
+    /// reminders written, the most overdue first.
+    pub async fn remind_overdue(&self, now: Timestamp) -> Result<Vec<(i64, TimelineEvent)>> {
+        let today = utc_day(now).to_string();
+        const DUE: &str = "SELECT * FROM action_items WHERE done = 0 AND due IS NOT NULL \
+                           AND due < ? AND (reminded_on IS NULL OR reminded_on < ?)";
+        // most rounds find nothing: ask without the leader's write transaction first
+        let any = sqlx::query(&self.sql(&format!("{DUE} LIMIT 1")))
+            .bind(&today)
+            .bind(&today)
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let due = sqlx::query(&self.sql(&format!("{DUE} ORDER BY due, id")))
+            .bind(&today)
+            .bind(&today)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut written = Vec::new();
+        for row in &due {
+            let t = tracked_from_row(row)?;
+            let Some(event) = overdue_reminder(t.incident_id, &t.item, now) else {
+                continue;
+            };
+            // the same conditions again: a person marking it done meanwhile wins
+            let claimed = sqlx::query(&self.sql(
+                "UPDATE action_items SET reminded_on = ? WHERE id = ? AND done = 0 \
+                 AND (reminded_on IS NULL OR reminded_on < ?)",
+            ))
+            .bind(&today)
+            .bind(t.item.id)
+            .bind(&today)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 1 {
+                insert_event_routed(self.dialect, &mut tx, t.incident_id, &event, false).await?;
+                written.push((t.incident_id, event));
+            }
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    /// Every action item that points at a runbook, in the order they were added (for the
+    /// runbooks' review state, [`neo_ir_core::review::runbook_reviews`]).
+    pub async fn runbook_items(&self) -> Result<Vec<TrackedItem>> {
+        sqlx::query(&self.sql("SELECT * FROM action_items WHERE runbook IS NOT NULL ORDER BY id"))
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(tracked_from_row)
+            .collect()
+    }
+
     async fn complete_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -421,6 +497,7 @@ fn item_from_row(r: &AnyRow) -> Result<ActionItem> {
             .map_err(|e| corrupt("priority", e))?,
         done: r.try_get::<i64, _>("done")? != 0,
         runbook: r.try_get("runbook")?,
+        done_at: opt_ts(r, "done_at")?,
     })
 }
 

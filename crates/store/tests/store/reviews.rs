@@ -1,14 +1,16 @@
 //! Post-incident reviews and action items on both backends: a review is written once the
 //! incident is resolved, saved and saved again (audited), completed together with the
 //! incident's move to `reviewed` and final from then on; action items are checked, added,
-//! updated, listed, and the overdue ones found by due day.
+//! updated, listed, and the overdue ones found by due day; overdue ones are reminded of once
+//! a day (also on a reviewed incident, never by a leader that lost its lease), and a
+//! runbook's items say when it was last reviewed.
 
 use jiff::{SignedDuration, Timestamp};
 use neo_ir_core::incident::{Actor, Assessment, Incident, Severity, Status};
 use neo_ir_core::lifecycle::reconcile;
 use neo_ir_core::respond::{self, Refusal};
 use neo_ir_core::review::{Priority, TO_FILL};
-use neo_ir_store::{ActionItemUpdate, Audit, NewActionItem, Store, StoreError};
+use neo_ir_store::{ActionItemUpdate, Audit, Fence, NewActionItem, Store, StoreError};
 
 use super::{databases, finding, response};
 
@@ -340,6 +342,198 @@ async fn action_items_are_checked_tracked_and_overdue_ones_listed() {
             .await
             .unwrap()
             .unwrap();
+        store.close().await;
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn overdue_items_are_reminded_once_a_day_even_after_the_review() {
+    for db in databases("reminders").await {
+        let store = Store::open(&db.url).await.unwrap();
+        let inc = opened(&store, "node_down:rpc-1").await;
+        resolved(&store, inc.id).await;
+        let day = |d: &str| -> Timestamp { d.parse().unwrap() };
+        let overdue = store
+            .add_action_item(
+                inc.id,
+                &item("alert on disk at 80%", Some("2026-01-05")),
+                &carol(),
+                at(10),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let mut no_date = item("write it down", None);
+        no_date.runbook = Some("node_down".into());
+        let undated = store
+            .add_action_item(inc.id, &no_date, &carol(), at(20))
+            .await
+            .unwrap()
+            .unwrap();
+        // the review is complete: the incident is reviewed, its items still tracked
+        store
+            .complete_review(inc.id, &carol(), at(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let events_of = |timeline: &[neo_ir_core::incident::TimelineEvent]| {
+            timeline
+                .iter()
+                .filter(|e| e.event_type == "action_item_overdue")
+                .count()
+        };
+        assert!(store
+            .remind_overdue(day("2026-01-05T23:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty());
+        let version = store.incident(inc.id).await.unwrap().unwrap().0.version;
+
+        let first = store
+            .remind_overdue(day("2026-01-06T08:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 1, "{first:?}");
+        assert_eq!(first[0].0, inc.id);
+        assert_eq!(first[0].1.data["item"], overdue.id);
+        assert!(
+            first[0].1.message.starts_with(
+                "Action item overdue: alert on disk at 80% (dave, due 2026-01-05, high priority"
+            ),
+            "{}",
+            first[0].1.message
+        );
+        // the same day again, by any leader: nothing
+        for hour in ["08:00:01", "12:00:00", "23:59:59"] {
+            let again = store
+                .remind_overdue(day(&format!("2026-01-06T{hour}Z")))
+                .await
+                .unwrap();
+            assert!(again.is_empty(), "{hour}: {again:?}");
+        }
+        let (incident, timeline) = store.incident(inc.id).await.unwrap().unwrap();
+        assert_eq!(incident.status, Status::Reviewed);
+        assert_eq!(
+            incident.version, version,
+            "the incident itself did not change"
+        );
+        assert_eq!(events_of(&timeline), 1);
+
+        // the next day: one more; routed like any event (the router sees it)
+        let next = store
+            .remind_overdue(day("2026-01-07T00:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].1.data["days_overdue"], 2);
+        let routed = std::sync::Mutex::new(Vec::new());
+        store
+            .route_pending(500, day("2026-01-07T00:00:00Z"), |_, e, _| {
+                routed.lock().unwrap().push(e.event_type.clone());
+                Vec::new()
+            })
+            .await
+            .unwrap();
+        let routed = routed.into_inner().unwrap();
+        assert_eq!(
+            routed
+                .iter()
+                .filter(|t| *t == "action_item_overdue")
+                .count(),
+            2,
+            "{routed:?}"
+        );
+
+        // a leader that lost its lease writes no reminder
+        let ttl = std::time::Duration::from_secs(10);
+        store
+            .try_lead("a", day("2026-01-08T00:00:00Z"), ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .try_lead("b", day("2026-01-08T00:00:11Z"), ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        let old = store.fenced(Fence {
+            holder: "a".into(),
+            epoch: 1,
+            lease: ttl,
+        });
+        assert!(matches!(
+            old.remind_overdue(day("2026-01-08T00:00:12Z")).await,
+            Err(StoreError::LostLease { .. })
+        ));
+        let new = store.fenced(Fence {
+            holder: "b".into(),
+            epoch: 2,
+            lease: ttl,
+        });
+        assert_eq!(
+            new.remind_overdue(day("2026-01-08T00:00:12Z"))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // done: no more reminders; its completion is the runbook's last review
+        let done = ActionItemUpdate {
+            done: Some(true),
+            ..Default::default()
+        };
+        let (_, finished) = store
+            .update_action_item(overdue.id, &done, &carol(), day("2026-01-09T10:00:00Z"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(finished.done_at, Some(day("2026-01-09T10:00:00Z")));
+        assert!(store
+            .remind_overdue(day("2026-01-10T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty());
+        let (_, timeline) = store.incident(inc.id).await.unwrap().unwrap();
+        assert_eq!(events_of(&timeline), 3);
+        // a later edit keeps the completion time; undone clears it
+        let (_, edited) = store
+            .update_action_item(
+                overdue.id,
+                &ActionItemUpdate {
+                    owner: Some("erin".into()),
+                    ..Default::default()
+                },
+                &carol(),
+                day("2026-01-11T00:00:00Z"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(edited.done_at, Some(day("2026-01-09T10:00:00Z")));
+        let items = store.runbook_items().await.unwrap();
+        let ids: Vec<i64> = items.iter().map(|t| t.item.id).collect();
+        assert_eq!(ids, [overdue.id, undated.id]);
+        assert_eq!(
+            items[0].item.done_at,
+            Some(day("2026-01-09T10:00:00Z")),
+            "read back"
+        );
+        let (_, reopened) = store
+            .update_action_item(
+                overdue.id,
+                &ActionItemUpdate {
+                    done: Some(false),
+                    ..Default::default()
+                },
+                &carol(),
+                day("2026-01-12T00:00:00Z"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(reopened.done_at, None);
         store.close().await;
         db.cleanup().await;
     }
