@@ -116,7 +116,7 @@ pub(super) fn split_brain(fleet: &Fleet, a: &mut Assessment) {
         severity,
         nodes,
         summary: format!(
-            "{} partitions disagree at height {}{}; canonical chain ({} validators: {}) is {}",
+            "{} partitions disagree at height {}{}; canonical chain ({} validators; nodes {}) is {}",
             report.partitions.len(),
             report.height,
             report

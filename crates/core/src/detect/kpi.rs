@@ -310,12 +310,14 @@ fn attack(n: &NodeState, kpi: &Kpi, latency: Option<u64>, a: &mut Assessment) ->
         severity,
         nodes: vec![n.name.clone()],
         summary: format!(
-            "{} under load: RPC {} ms median with {} established connections ({} from {}; limits {} per IP, {} total)",
+            "{} under load: RPC {} ms median with {} established connections ({}limits {} per \
+             IP, {} total)",
             n.name,
             latency.unwrap_or_default(),
             total,
-            per_ip,
-            top.map(|r| r.ip.as_str()).unwrap_or("?"),
+            // without a host agent there are no per-IP counts to name
+            top.map(|r| format!("{per_ip} from {}; ", r.ip))
+                .unwrap_or_default(),
             kpi.attack_per_ip,
             kpi.attack_total,
         ),
