@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 
 mod chaincheck;
 pub mod dispatch;
+pub mod reviews;
 
 /// Headers fetched per round at most when the history has gaps.
 const HEADER_BATCH: usize = 20;
@@ -637,6 +638,7 @@ impl Watcher {
             self.store.save_nodes(&self.fleet.view(), now).await?;
             self.last_view_save = Some(std::time::Instant::now());
         }
+        reviews::remind_overdue(&self.store, now).await?;
         self.route(now).await?;
         self.rounds.send_modify(|r| *r += 1);
         Ok(())

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 mod dispatch;
+mod reviews;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
