@@ -106,3 +106,37 @@ impl Stage {
         self.store
     }
 }
+
+/// How long a drill waits for a leading watcher to read it before it gives up.
+pub const DRILL_SEEN_WITHIN: Duration = Duration::from_secs(30);
+
+/// Record `new` in `store` and wait until a leading watcher on that store has read it
+/// (`seen_at`), so the incidents of a fault injected next are marked from the first round
+/// (`drill:` key, `evidence.drill`; a drill with no `nodes` covers the whole network). A
+/// drill no watcher reads within [`DRILL_SEEN_WITHIN`] is aborted. End it with
+/// `store.finish_drill` (the score) or `store.abort_drill`.
+pub async fn start_drill(
+    store: &Store,
+    new: &neo_ir_store::NewDrill,
+) -> anyhow::Result<neo_ir_store::StoredDrill> {
+    let drill = store.start_drill(new).await?;
+    let deadline = tokio::time::Instant::now() + DRILL_SEEN_WITHIN;
+    loop {
+        if let Some(d) = store.drill(drill.id).await? {
+            if d.seen_at.is_some() {
+                return Ok(d);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let why = format!(
+                "no leading neo-ir watcher read the drill within {}: is one running on this store?",
+                humantime::format_duration(DRILL_SEEN_WITHIN)
+            );
+            let _ = store
+                .abort_drill(drill.id, &why, jiff::Timestamp::now())
+                .await;
+            anyhow::bail!("drill {} aborted: {why}", drill.id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -67,6 +67,9 @@ pub struct NodeState {
     /// The node claims a height the rest of the fleet contradicts (it is ignored for the
     /// fleet's best height).
     pub implausible: bool,
+    /// The first answer of the current run of answers slower than the KPI table's warning
+    /// (a timeout counts): where a performance or attack incident's fault started (MTTD).
+    pub slow_since: Option<Timestamp>,
 }
 
 impl NodeState {
@@ -92,6 +95,7 @@ impl NodeState {
             state_height: None,
             validated_moved: None,
             implausible: false,
+            slow_since: None,
         }
     }
 
@@ -130,6 +134,7 @@ pub struct Fleet {
     chain: ChainHistory,
     /// The latest cross-node hash comparison.
     fork: Option<ForkReport>,
+    diverged_since: Option<Timestamp>,
     /// The latest cross-node state root comparison.
     state_roots: Option<StateRootReport>,
     /// The earliest time each recent height was seen on a believable node (when a node
@@ -195,6 +200,7 @@ impl Fleet {
             best: None,
             chain: ChainHistory::new(HEADERS_KEPT),
             fork: None,
+            diverged_since: None,
             state_roots: None,
             first_seen: BTreeMap::new(),
         }
@@ -302,6 +308,16 @@ impl Fleet {
                 (Some(r), Some(h), true) => h > r.saturating_add(cfg.implausible_lead),
                 _ => false,
             };
+            if let Some(last) = &n.last {
+                let timed_out = last
+                    .failure()
+                    .is_some_and(|f| f.kind == crate::observation::FailureKind::Timeout);
+                if timed_out || (last.outcome.is_ok() && last.latency_ms > cfg.kpi.rpc_latency_warn_ms) {
+                    n.slow_since.get_or_insert(last.at);
+                } else if last.outcome.is_ok() {
+                    n.slow_since = None;
+                }
+            }
         }
         for n in self.nodes.values().filter(|n| n.reachable()) {
             if let (Some(h), Some(since)) = (n.height, n.height_since) {
@@ -370,6 +386,11 @@ impl Fleet {
     }
 
     pub fn set_fork_report(&mut self, report: ForkReport) {
+        if report.diverged() {
+            self.diverged_since.get_or_insert(report.at);
+        } else {
+            self.diverged_since = None;
+        }
         for p in report.partitions.iter().skip(1) {
             for name in &p.nodes {
                 if let Some(n) = self.nodes.get_mut(name) {
@@ -382,6 +403,12 @@ impl Fleet {
 
     pub fn fork_report(&self) -> Option<&ForkReport> {
         self.fork.as_ref()
+    }
+
+    /// The first comparison of the current run of comparisons that found chains differing:
+    /// where a split brain's or a divergent node's fault started (MTTD).
+    pub fn diverged_since(&self) -> Option<Timestamp> {
+        self.diverged_since
     }
 
     pub fn set_state_roots(&mut self, report: StateRootReport) {

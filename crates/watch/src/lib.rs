@@ -34,6 +34,7 @@ use tokio::task::JoinSet;
 
 mod chaincheck;
 pub mod dispatch;
+mod drills;
 pub mod reviews;
 
 /// Headers fetched per round at most when the history has gaps.
@@ -168,6 +169,8 @@ pub struct Watcher {
     network: Option<String>,
     /// Acts on `[[remediation]]` policies while this instance leads (none configured: `None`).
     remediator: Option<Arc<neo_ir_runbook::remediate::Remediator>>,
+    /// Running drills (their incidents are marked) and reminders of scheduled ones.
+    drills: drills::Drills,
 }
 
 impl Watcher {
@@ -246,6 +249,7 @@ impl Watcher {
             known_forks: Default::default(),
             network: None,
             remediator: None,
+            drills: Default::default(),
         })
     }
 
@@ -611,6 +615,7 @@ impl Watcher {
         // so after a restart a missed one fires at the first round, once: the write is
         // refused if the incident changed since it was read.
         let open = self.store.open_incidents().await?;
+        let assessment = self.drills.mark(&self.store, assessment, &open, now).await?;
         let silences = self.store.silences(Some(now)).await?;
         for change in reconcile(&open, &assessment, now, &self.config.response, &silences) {
             match self.store.apply(&change).await {

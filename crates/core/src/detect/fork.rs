@@ -61,7 +61,7 @@ pub(super) fn split_brain(fleet: &Fleet, a: &mut Assessment) {
         }
         return;
     }
-    let evidence = evidence(report);
+    let evidence = evidence(report, fleet.diverged_since());
     if off_nodes == 1
         && report
             .partitions
@@ -136,8 +136,10 @@ pub(super) fn split_brain(fleet: &Fleet, a: &mut Assessment) {
     }
 }
 
-fn evidence(report: &ForkReport) -> serde_json::Value {
+fn evidence(report: &ForkReport, diverged_since: Option<jiff::Timestamp>) -> serde_json::Value {
     json!({
+        // the first comparison that saw the chains differ (MTTD counts from it)
+        crate::kpis::FAULT_STARTED_AT: diverged_since,
         "compared_height": report.height,
         "checked_at": report.at,
         "canonical_hash": report.partitions[0].hash,

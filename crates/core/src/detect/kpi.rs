@@ -214,6 +214,12 @@ pub(super) fn node_kpis(n: &NodeState, kpi: &Kpi, a: &mut Assessment) {
                     "level": if b.level == Level::Critical { "critical" } else { "warning" },
                 })).collect::<Vec<_>>(),
                 "rpc_latencies_ms": n.latencies,
+                // only a slow RPC has a first failing observation to count MTTD from
+                crate::kpis::FAULT_STARTED_AT: breaches
+                    .iter()
+                    .any(|b| b.metric == "rpc_response_time")
+                    .then_some(n.slow_since)
+                    .flatten(),
             }),
         });
     }
@@ -332,6 +338,7 @@ fn attack(n: &NodeState, kpi: &Kpi, latency: Option<u64>, a: &mut Assessment) ->
             "limit_per_ip": kpi.attack_per_ip,
             "top_remote_ips": top_ips,
             "rpc_connection_count": rpc_peers,
+            crate::kpis::FAULT_STARTED_AT: n.slow_since,
         }),
     });
     true

@@ -8,6 +8,8 @@
 //! time to detect, to acknowledge, to the correct classification, whether the right runbook
 //! ran, whether updates came on time. Pure: the CLI runs the drill, this judges it.
 
+pub mod mark;
+
 pub mod rehearse;
 
 use std::time::Duration;

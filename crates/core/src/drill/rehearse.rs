@@ -761,15 +761,16 @@ mod tests {
     #[test]
     fn every_builtin_scenario_scores_with_the_expected_numbers() {
         // the fault lands at 10.3 s, 700 ms before a probe round
-        let expected: &[(&str, IncidentKind, Severity, u64)] = &[
+        let expected: &[(&str, IncidentKind, Severity, u64, i64)] = &[
             // the round sees "connection refused", the re-probe 50 ms later confirms
-            ("node-crash", IncidentKind::NodeDown, Severity::P2, 750),
+            ("node-crash", IncidentKind::NodeDown, Severity::P2, 750, 700),
             // frozen at height 10 (at 10.0 s) while the fleet reaches 13 at 13.0 s
             (
                 "node-frozen",
                 IncidentKind::SyncFailure,
                 Severity::P2,
                 2_700,
+                700,
             ),
             // last block at 10.0 s + threshold 2 × 1 s + 0.8 s: the stall wake-up at 12.801 s
             (
@@ -777,23 +778,43 @@ mod tests {
                 IncidentKind::ConsensusFailure,
                 Severity::P1,
                 2_501,
+                -300,
             ),
             // the chain check at the next round sees the other hash
-            ("lone-fork", IncidentKind::DataCorruption, Severity::P1, 700),
-            ("split-brain", IncidentKind::SplitBrain, Severity::P1, 700),
+            (
+                "lone-fork",
+                IncidentKind::DataCorruption,
+                Severity::P1,
+                700,
+                700,
+            ),
+            (
+                "split-brain",
+                IncidentKind::SplitBrain,
+                Severity::P1,
+                700,
+                700,
+            ),
             // the median of the recent answers is slow from the round at 13 s; 3 s `for`
             (
                 "slow-rpc",
                 IncidentKind::PerformanceDegradation,
                 Severity::P3,
                 5_700,
+                700,
             ),
             // slow from the round at 13 s with 600 connections; 2 s `for`
-            ("ddos", IncidentKind::NetworkAttack, Severity::P2, 4_700),
+            (
+                "ddos",
+                IncidentKind::NetworkAttack,
+                Severity::P2,
+                4_700,
+                700,
+            ),
         ];
         let builtin = super::super::builtin();
         assert_eq!(builtin.len(), expected.len());
-        for (name, kind, severity, detect_ms) in expected {
+        for (name, kind, severity, detect_ms, first_seen_ms) in expected {
             let sc = super::super::find(name).unwrap();
             let r = rehearse(&sc, &setup(), &Responders::default(), start()).unwrap();
             let s = &r.score;
@@ -825,6 +846,17 @@ mod tests {
             assert!(
                 timeline.iter().any(|e| e.is(EventType::RunbookRun)),
                 "{name}"
+            );
+            // MTTD counts from the first failing observation, which the detector put in the
+            // evidence: the first round after the fault, at 700 ms; a stall's from the last
+            // block, 300 ms before the fault
+            let fault = crate::kpis::fault_started_at(inc, timeline);
+            let fault_at = plus(start(), Duration::from_millis(10_300));
+            assert_eq!(
+                fault.map(|f| f.as_millisecond() - fault_at.as_millisecond()),
+                Some(*first_seen_ms),
+                "{name}: {:?}",
+                inc.evidence
             );
             // P1 and P2 get their review scheduled with the resolution
             assert_eq!(
