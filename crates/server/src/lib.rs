@@ -817,9 +817,17 @@ async fn transition(
         &actor,
         "transition",
         detail,
-        |i, a, now, _| match &b.root_cause {
-            Some(r) => respond::resolve(i, b.reason.as_deref(), Some(r), a, now),
-            None => respond::transition(i, to, b.reason.as_deref(), a, now),
+        // a P1/P2 resolved here gets its review scheduled after the configured delay
+        |i, a, now, cfg| {
+            respond::transition_with(
+                i,
+                to,
+                b.reason.as_deref(),
+                b.root_cause.as_deref(),
+                a,
+                now,
+                cfg.review_after,
+            )
         },
     )
     .await?;

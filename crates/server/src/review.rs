@@ -7,7 +7,9 @@
 //!   incident is resolved); `"complete": true` also completes it (the incident becomes
 //!   `reviewed`). `markdown` may be left out when only completing.
 //! - `POST /api/v1/incidents/{id}/review/items` `{"action", "owner", "due"?, "priority"?,
-//!   "runbook"?}`: 201 with the item.
+//!   "runbook"?}`: 201 with the item. `runbook` names one of the playbook's six runbooks (by
+//!   incident kind, e.g. `node_down`) or a script (e.g. `restart_node`); another name is a
+//!   400 listing them.
 //! - `PATCH /api/v1/review-items/{id}` `{"done"?, "owner"?, "due"?}` (`"due": null`
 //!   removes it).
 //!
@@ -19,7 +21,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jiff::civil::Date;
-use neo_ir_core::review::{Priority, MAX_REVIEW};
+use neo_ir_core::review::{check_known_runbook, Priority, MAX_REVIEW};
 use neo_ir_store::{ActionItemUpdate, NewActionItem, Store, StoreError};
 use serde::Deserialize;
 use serde_json::json;
@@ -143,7 +145,14 @@ pub(crate) async fn add_item(
             None => Priority::Medium,
             Some(p) => p.parse().map_err(ApiError::bad_request)?,
         },
-        runbook: b.runbook,
+        runbook: b
+            .runbook
+            .as_deref()
+            .map(|r| {
+                check_known_runbook(r, neo_ir_runbook::scripts::ALL.iter().map(|s| s.name))
+                    .map_err(ApiError::bad_request)
+            })
+            .transpose()?,
     };
     let item = state
         .store

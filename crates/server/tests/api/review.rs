@@ -115,6 +115,7 @@ async fn reviews_are_prefilled_saved_itemized_and_completed() {
         json!({"action": "a", "owner": "bob", "priority": "urgent"}),
         json!({"action": " ", "owner": "bob"}),
         json!({"action": "a", "owner": "bob", "runbook": "../etc/passwd"}),
+        json!({"action": "a", "owner": "bob", "runbook": "restart_nodes"}),
     ] {
         assert_eq!(
             code(&api.post(&items, WRITE, bad.clone()).await),
@@ -191,4 +192,77 @@ async fn reviews_are_prefilled_saved_itemized_and_completed() {
         code(&api.get("/api/v1/incidents/424242/review", None).await),
         (404, "not_found")
     );
+}
+
+/// The API's resolve schedules a P1/P2 review after the configured `review_after` (here
+/// 24 h, not the playbook's 48 h), and not at all with `"off"`.
+#[tokio::test]
+async fn a_resolve_over_the_api_schedules_the_review_after_the_configured_delay() {
+    for (review_after, want) in [
+        (Some(std::time::Duration::from_secs(24 * 3600)), Some(24)),
+        (None, None),
+    ] {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let (listener, addr) = neo_ir_server::bind("127.0.0.1:0").await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let response = neo_ir_core::oncall::ResponseConfig {
+            review_after,
+            ..super::response()
+        };
+        tokio::spawn(neo_ir_server::serve_full(
+            listener,
+            store,
+            super::tokens(),
+            response,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let api = Api {
+            base: format!("http://{addr}"),
+            http: reqwest::Client::new(),
+            _stop: stop,
+        };
+        let (s, v) = api
+            .post(
+                "/api/v1/incidents",
+                WRITE,
+                json!({"kind": "node_down", "severity": "P2", "summary": "rpc-1 is down"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{v}");
+        let id = v["id"].as_i64().unwrap();
+        let (s, v) = api
+            .post(
+                &format!("/api/v1/incidents/{id}/transition"),
+                WRITE,
+                json!({"to": "resolved", "root_cause": "a full disk"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        let (_, v) = api.get(&format!("/api/v1/incidents/{id}"), None).await;
+        let events = v["timeline"].as_array().unwrap();
+        let resolved = events
+            .iter()
+            .find(|e| e["type"] == "phase_changed" && e["data"]["to_phase"] == "resolved")
+            .expect("resolved");
+        let scheduled = events.iter().find(|e| e["type"] == "review_scheduled");
+        match want {
+            Some(hours) => {
+                let scheduled = scheduled.expect("a P2 review is scheduled");
+                let at: jiff::Timestamp =
+                    scheduled["data"]["at"].as_str().unwrap().parse().unwrap();
+                let when: jiff::Timestamp = resolved["at"].as_str().unwrap().parse().unwrap();
+                // the event's time is stored in milliseconds, the date in full
+                assert_eq!(
+                    at.duration_since(when).as_secs(),
+                    hours * 3600,
+                    "{scheduled}"
+                );
+                assert_eq!(resolved["data"]["review_at"], scheduled["data"]["at"]);
+            }
+            None => assert!(scheduled.is_none(), "off: people schedule it: {v}"),
+        }
+    }
 }
