@@ -9,6 +9,11 @@
 //! a bot named `drill-bot` acknowledge and run the scenario's runbook: it scores the pipeline
 //! itself (for demos and tests), and the report says so.
 //!
+//! Every drill is recorded in its store as it starts (`drills` table): the watcher marks the
+//! incidents of a running drill as drill incidents (`drill:` key, `evidence.drill`), and the
+//! fault is injected only once the watcher has seen the drill. The score is stored at the
+//! end; `neo-ir drill history` lists them.
+//!
 //! Exit: 0 when the drill ran and the fault was detected and classified, 1 when not (the
 //! pipeline failed the drill), 2 on a usage error.
 
@@ -22,7 +27,7 @@ use neo_ir_core::drill::{self, DrillScore, Scenario};
 use neo_ir_core::incident::{Actor, Incident, TimelineEvent};
 use neo_ir_core::runbook::RunStatus;
 use neo_ir_sim::Fault;
-use neo_ir_store::{ListFilter, RunFilter, Store};
+use neo_ir_store::{ListFilter, NewDrill, RunFilter, Store, StoredDrill};
 
 use crate::stage::{Stage, StageOptions};
 
@@ -34,8 +39,27 @@ pub enum DrillAction {
     List,
     /// Run a drill: inject the faults, wait for the response, repair, score.
     ///
-    /// Example: neo-ir drill run node-crash --respond-within 10m
+    /// Example: neo-ir drill run node-crash --respond-within 10m --commander alice
     Run(RunArgs),
+    /// The drills run so far, newest first: date, scenario, commander, target, points,
+    /// detection and acknowledgement times, what lost points.
+    ///
+    /// Example: neo-ir drill history --limit 12
+    History(HistoryArgs),
+}
+
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    /// Store of the drills (`drill run`'s default; drills on a test node are in the
+    /// configured store: pass it with --store).
+    #[arg(long, default_value = DRILL_STORE)]
+    store: String,
+    /// Most drills listed.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    /// Print JSON (`{"drills": [...]}`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -64,6 +88,10 @@ pub struct RunArgs {
     /// Print the score as JSON.
     #[arg(long)]
     json: bool,
+    /// The drill's incident commander (recorded with the drill; `neo-ir drill schedule`
+    /// says whose turn it is).
+    #[arg(long)]
+    commander: Option<String>,
 }
 
 pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
@@ -83,6 +111,7 @@ pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DrillAction::Run(a) => run_drill(a).await,
+        DrillAction::History(a) => history(a).await,
     }
 }
 
@@ -130,8 +159,9 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<_>>()?;
     let started = Instant::now();
-    let say = |t: &str| {
-        if !a.json {
+    let json = a.json;
+    let say = move |t: &str| {
+        if !json {
             println!("[{:>5.1}s] {t}", started.elapsed().as_secs_f64())
         }
     };
@@ -155,29 +185,153 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
         .wait_for(|r| *r >= 3)
         .await
         .context("the watcher stopped")?;
+    let field = Field::Simulated {
+        stage: &stage,
+        faults,
+    };
+    let drill = record(&stage.store, &sc, &a, neo_ir_store::SIMULATED, vec![]).await?;
+    let played = play(&sc, &a, &stage.store, &stage.runner, &field, &drill, &say).await;
+    let _store = stage.stop().await;
+    let score = played?;
+    print_score(&score, drill.id, a.auto_respond, a.json)?;
+    Ok(exit_of(&score))
+}
 
+/// Exit 0 when the pipeline detected and classified the fault, 1 when not.
+fn exit_of(score: &DrillScore) -> ExitCode {
+    if score.detect_ms.is_some() && score.classified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Where the faults go.
+enum Field<'a> {
+    /// The built-in simulated network: the scenario's faults as they are.
+    Simulated {
+        stage: &'a Stage,
+        faults: Vec<(String, Option<Fault>, Duration)>,
+    },
+}
+
+impl Field<'_> {
+    async fn inject(&self, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+        match self {
+            Field::Simulated { stage, faults } => {
+                for (node, fault, after) in faults {
+                    if !after.is_zero() {
+                        tokio::time::sleep(*after).await;
+                    }
+                    match fault {
+                        None => stage.net.stall(),
+                        Some(f) => stage
+                            .net
+                            .inject(node, f.clone())
+                            .await
+                            .with_context(|| format!("injecting {f:?} into {node}"))?,
+                    }
+                    say(&format!("injected {} on {node}", fault_name(fault)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn repair(&self, say: &dyn Fn(&str)) -> anyhow::Result<()> {
+        match self {
+            Field::Simulated { stage, .. } => {
+                stage.net.recover_all().await;
+                stage.net.resume();
+                say("network repaired");
+            }
+        }
+        Ok(())
+    }
+
+    /// How long the drill's incidents have to resolve after the repair.
+    fn resolve_within(&self) -> Duration {
+        match self {
+            Field::Simulated { .. } => Duration::from_secs(60),
+        }
+    }
+}
+
+/// Record the drill as it starts and wait until the watcher has seen it (so the incidents
+/// of the fault are marked from the first round).
+async fn record(
+    store: &Store,
+    sc: &Scenario,
+    a: &RunArgs,
+    target: &str,
+    nodes: Vec<String>,
+) -> anyhow::Result<StoredDrill> {
+    let now = Timestamp::now();
+    // a drill whose process died stops marking by itself once it is surely over
+    let longest = a.respond_within + sc.detect_within * 3 + Duration::from_secs(3600);
+    crate::stage::start_drill(
+        store,
+        &NewDrill {
+            scenario: sc.name.clone(),
+            title: sc.title.clone(),
+            kind: sc.kind,
+            target: target.to_string(),
+            nodes,
+            commander: a.commander.clone(),
+            auto_respond: a.auto_respond,
+            started_at: now,
+            expires_at: neo_ir_core::oncall::plus(now, longest),
+        },
+    )
+    .await
+}
+
+/// Inject, wait for the response, repair, wait for the resolution, score and store the
+/// score. On an error the drill is recorded as aborted.
+#[allow(clippy::too_many_arguments)]
+async fn play(
+    sc: &Scenario,
+    a: &RunArgs,
+    store: &Store,
+    runner: &neo_ir_runbook::runner::Runner,
+    field: &Field<'_>,
+    drill: &StoredDrill,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<DrillScore> {
+    match play_inner(sc, a, store, runner, field, drill.id, say).await {
+        Ok(score) => {
+            store
+                .finish_drill(drill.id, &score, Timestamp::now())
+                .await?;
+            Ok(score)
+        }
+        Err(e) => {
+            let _ = store
+                .abort_drill(drill.id, &format!("{e:#}"), Timestamp::now())
+                .await;
+            Err(e)
+        }
+    }
+}
+
+async fn play_inner(
+    sc: &Scenario,
+    a: &RunArgs,
+    store: &Store,
+    runner: &neo_ir_runbook::runner::Runner,
+    field: &Field<'_>,
+    drill_id: i64,
+    say: &dyn Fn(&str),
+) -> anyhow::Result<DrillScore> {
     // the fault
     let fault_at = Timestamp::now();
-    let net = &stage.net;
-    for (node, fault, after) in &faults {
-        if !after.is_zero() {
-            tokio::time::sleep(*after).await;
-        }
-        match fault {
-            None => net.stall(),
-            Some(f) => net
-                .inject(node, f.clone())
-                .await
-                .with_context(|| format!("injecting {f:?} into {node}"))?,
-        }
-        say(&format!("injected {} on {node}", fault_name(fault)));
-    }
+    field.inject(say).await?;
 
     // the response
     let deadline = Instant::now() + a.respond_within;
     let limit = sc.detect_within * 3;
     let detected = wait(limit, || async {
-        drill_incidents(&stage.store, fault_at)
+        drill_incidents(store, fault_at, drill_id)
             .await
             .ok()
             .filter(|v| !v.is_empty())
@@ -203,8 +357,7 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
     };
     if a.auto_respond {
         for (i, _) in detected.iter().flatten() {
-            let r = stage
-                .store
+            let r = store
                 .mutate(
                     i.id,
                     &neo_ir_store::Audit::new(&bot, "acknowledge", serde_json::json!({})),
@@ -222,15 +375,13 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
         ));
         wait(
             deadline.saturating_duration_since(Instant::now()),
-            || async { responded(&stage.store, &sc, fault_at).await.then_some(()) },
+            || async { responded(store, sc, fault_at, drill_id).await.then_some(()) },
         )
         .await;
     }
 
     // the repair
-    net.recover_all().await;
-    net.resume();
-    say("network repaired");
+    field.repair(say).await?;
     if a.auto_respond {
         if let (Some(script), Some(list)) = (&sc.runbook, &detected) {
             let incident = list
@@ -242,7 +393,7 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
                     let mut req =
                         neo_ir_runbook::runner::RunRequest::new(script, vec![], bot.clone());
                     req.incident_id = Some(i.id);
-                    let run = stage.runner.request(req).await.ok()?;
+                    let run = runner.request(req).await.ok()?;
                     (run.status == RunStatus::Succeeded).then_some(run)
                 })
                 .await;
@@ -253,8 +404,8 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let resolved = wait(Duration::from_secs(60), || async {
-        let list = drill_incidents(&stage.store, fault_at).await.ok()?;
+    let resolved = wait(field.resolve_within(), || async {
+        let list = drill_incidents(store, fault_at, drill_id).await.ok()?;
         list.iter().all(|(i, _)| !i.is_open()).then_some(())
     })
     .await
@@ -264,9 +415,8 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     // the score
-    let incidents = drill_incidents(&stage.store, fault_at).await?;
-    let runs: Vec<_> = stage
-        .store
+    let incidents = drill_incidents(store, fault_at, drill_id).await?;
+    let runs: Vec<_> = store
         .runs(&RunFilter {
             incident_id: None,
             status: None,
@@ -276,14 +426,7 @@ async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .filter(|r| r.created_at >= fault_at)
         .collect();
-    let score = drill::score(&sc, fault_at, &incidents, &runs);
-    let _store = stage.stop().await;
-    print_score(&score, a.auto_respond, a.json)?;
-    Ok(if score.detect_ms.is_some() && score.classified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(drill::score(sc, fault_at, &incidents, &runs))
 }
 
 fn fault_name(f: &Option<Fault>) -> String {
@@ -314,10 +457,13 @@ where
     }
 }
 
-/// The incidents opened since the fault, with their timelines.
+/// The incidents of drill `drill_id` opened since the fault, with their timelines: only
+/// the ones the watcher marked for this drill (a drill on a test node shares its store with
+/// real incidents).
 async fn drill_incidents(
     store: &Store,
     since: Timestamp,
+    drill_id: i64,
 ) -> anyhow::Result<Vec<(Incident, Vec<TimelineEvent>)>> {
     let all = store
         .list_incidents(ListFilter {
@@ -327,7 +473,11 @@ async fn drill_incidents(
         })
         .await?;
     let mut out = Vec::new();
-    for i in all.into_iter().filter(|i| i.opened_at >= since) {
+    for i in all.into_iter().filter(|i| {
+        i.opened_at >= since
+            && neo_ir_core::kpis::is_drill(i)
+            && i.evidence["drill_id"].as_i64() == Some(drill_id)
+    }) {
         if let Some(pair) = store.incident(i.id).await? {
             out.push(pair);
         }
@@ -336,11 +486,12 @@ async fn drill_incidents(
 }
 
 /// Every drill incident acknowledged and, when the scenario has a runbook, a run of it.
-async fn responded(store: &Store, sc: &Scenario, since: Timestamp) -> bool {
-    let Ok(list) = drill_incidents(store, since).await else {
+async fn responded(store: &Store, sc: &Scenario, since: Timestamp, drill_id: i64) -> bool {
+    let Ok(list) = drill_incidents(store, since, drill_id).await else {
         return false;
     };
     let acked = !list.is_empty() && list.iter().all(|(i, _)| i.acked_at.is_some());
+    let ids: Vec<i64> = list.iter().map(|(i, _)| i.id).collect();
     let ran = match &sc.runbook {
         None => true,
         Some(script) => store
@@ -351,18 +502,22 @@ async fn responded(store: &Store, sc: &Scenario, since: Timestamp) -> bool {
             })
             .await
             .map(|runs| {
-                runs.iter()
-                    .any(|r| &r.script == script && r.created_at >= since)
+                runs.iter().any(|r| {
+                    &r.script == script
+                        && r.created_at >= since
+                        && r.incident_id.is_some_and(|id| ids.contains(&id))
+                })
             })
             .unwrap_or(false),
     };
     acked && ran
 }
 
-fn print_score(s: &DrillScore, auto: bool, json: bool) -> anyhow::Result<()> {
+fn print_score(s: &DrillScore, drill_id: i64, auto: bool, json: bool) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(s)?;
         v["auto_respond"] = serde_json::json!(auto);
+        v["drill_id"] = serde_json::json!(drill_id);
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -371,7 +526,8 @@ fn print_score(s: &DrillScore, auto: bool, json: bool) -> anyhow::Result<()> {
             .unwrap_or_else(|| "-".into())
     };
     println!(
-        "\nscore of drill {}: {}/100{}",
+        "\nscore of drill {} ({}): {}/100{}",
+        drill_id,
         s.scenario,
         s.points,
         if auto {
@@ -399,4 +555,97 @@ fn print_score(s: &DrillScore, auto: bool, json: bool) -> anyhow::Result<()> {
         println!("  - {n}");
     }
     Ok(())
+}
+
+/// `neo-ir drill history`.
+async fn history(a: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&a.store)
+        .await
+        .with_context(|| format!("opening the store {}", a.store))?;
+    let drills = store.drill_history(a.limit).await?;
+    store.close().await;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "drills": drills }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!("{}", history_table(&drills));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The history as a table (within 100 columns), each drill's notes below it.
+fn history_table(drills: &[StoredDrill]) -> String {
+    use std::fmt::Write;
+    if drills.is_empty() {
+        return "no drills yet (neo-ir drill run SCENARIO)\n".into();
+    }
+    // within n characters, `…` included
+    let clip = |s: &str, n: usize| {
+        if s.chars().count() <= n {
+            s.to_string()
+        } else {
+            neo_ir_core::text::clip(s, n - 1)
+        }
+    };
+    let ms = |d: &StoredDrill, key: &str| {
+        d.score
+            .as_ref()
+            .and_then(|s| s[key].as_u64())
+            .map(neo_ir_core::incident::human_ms)
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:>4}  {:<20}  {:<15}  {:<10}  {:<10}  {:>7}  {:>8}  {:>8}",
+        "ID", "STARTED", "SCENARIO", "TARGET", "COMMANDER", "POINTS", "DETECT", "ACK"
+    );
+    let mut bots = false;
+    for d in drills {
+        let points = match (d.status, d.points) {
+            (neo_ir_store::DrillStatus::Scored, Some(p)) if d.auto_respond => {
+                bots = true;
+                format!("{p}*")
+            }
+            (neo_ir_store::DrillStatus::Scored, Some(p)) => p.to_string(),
+            (status, _) => status.to_string(),
+        };
+        let started = d
+            .started_at
+            .to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M %Z")
+            .to_string();
+        let _ = writeln!(
+            out,
+            "{:>4}  {:<20}  {:<15}  {:<10}  {:<10}  {:>7}  {:>8}  {:>8}",
+            d.id,
+            clip(&started, 20),
+            clip(&d.scenario, 15),
+            clip(&d.target, 10),
+            clip(d.commander.as_deref().unwrap_or("-"), 10),
+            points,
+            ms(d, "detect_ms"),
+            ms(d, "ack_ms"),
+        );
+        let notes = d
+            .score
+            .as_ref()
+            .and_then(|s| s["notes"].as_array().cloned())
+            .unwrap_or_default();
+        for n in notes.iter().filter_map(|n| n.as_str()) {
+            let _ = writeln!(out, "        - {}", clip(n, 90));
+        }
+        if let Some(n) = &d.note {
+            let _ = writeln!(out, "        - {}", clip(n, 90));
+        }
+    }
+    if bots {
+        let _ = writeln!(
+            out,
+            "* auto-respond: a bot responded (the score is the pipeline's, not people's)"
+        );
+    }
+    out
 }

@@ -30,10 +30,13 @@ use neo_ir_core::respond::Refusal;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 
+mod drills;
 mod kpi;
 mod reviews;
 mod runs;
 
+pub use drills::{DrillStatus, NewDrill, StoredDrill, SIMULATED};
+pub use neo_ir_core::drill::mark::ActiveDrill;
 pub use reviews::{ActionItemUpdate, NewActionItem, StoredReview, TrackedItem};
 pub use runs::{
     Attachment, ChecklistMark, NewRun, RunFilter, RunRefusal, INTERRUPTED_SUMMARY,
@@ -93,6 +96,10 @@ pub enum StoreError {
     RunOfAnotherIncident { run: i64, incident: i64 },
     #[error("action item {0} does not exist")]
     NoSuchActionItem(i64),
+    #[error("drill {0} does not exist")]
+    NoSuchDrill(i64),
+    #[error("drill {id} is {status}: only a running drill ends")]
+    DrillEnded { id: i64, status: &'static str },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;

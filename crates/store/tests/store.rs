@@ -30,6 +30,10 @@ mod reviews;
 #[path = "store/kpi.rs"]
 mod kpi;
 
+/// Drills: recorded, marked, scored, listed; reminders of scheduled drills.
+#[path = "store/drills.rs"]
+mod drills;
+
 const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// One database a test runs on.

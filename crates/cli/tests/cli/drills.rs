@@ -1,10 +1,12 @@
 //! `neo-ir drill` end to end on its built-in simulated network: the pipeline detects and
 //! classifies each staged fault, the auto-responder's acknowledgement and runbook count, and a
-//! drill nobody responds to loses the points for it and says why.
+//! drill nobody responds to loses the points for it and says why. Every incident a drill
+//! causes is marked as a drill incident, and resolves; `drill history` lists the drills with
+//! their scores.
 
 use serde_json::Value;
 
-use super::neo_ir;
+use super::{all_incidents, json_of, neo_ir};
 
 fn drill(dir: &tempfile::TempDir, args: &[&str]) -> (Option<i32>, Value, String) {
     let store = format!("sqlite://{}/drills.db", dir.path().display());
@@ -42,6 +44,7 @@ fn drills_score_the_pipeline_and_the_people() {
         assert!(s["ack_ms"].is_u64(), "{scenario}: {text}");
         assert_eq!(s["points"], 100, "{scenario}: {text}");
         assert_eq!(s["auto_respond"], true);
+        assert!(s["drill_id"].is_i64(), "{text}");
     }
     // nobody responds within the (short) window: detected and classified, but no
     // acknowledgement and no runbook
@@ -52,6 +55,48 @@ fn drills_score_the_pipeline_and_the_people() {
     assert_eq!(s["points"], 60, "{text}");
     let notes = s["notes"].to_string();
     assert!(notes.contains("nobody acknowledged"), "{notes}");
+
+    // every incident of the drills is a drill incident, marked with its drill, and resolved
+    let store = format!("sqlite://{}/drills.db", dir.path().display());
+    let incidents = all_incidents(&store);
+    assert!(incidents.len() >= 3, "{incidents:?}");
+    for i in &incidents {
+        let key = i["key"].as_str().unwrap_or_default();
+        assert!(key.starts_with("drill:"), "{i}");
+        assert_eq!(i["evidence"]["drill"], true, "{i}");
+        assert!(i["evidence"]["drill_id"].is_i64(), "{i}");
+        assert_eq!(i["status"], "resolved", "{i}");
+    }
+    // the history: newest first, with the scores
+    let h = json_of(&["drill", "history", "--store", &store, "--json"]).expect("history");
+    let drills = h["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 3, "{h}");
+    let scenarios: Vec<&str> = drills
+        .iter()
+        .map(|d| d["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios, ["node-crash", "split-brain", "node-crash"]);
+    assert_eq!(drills[0]["points"], 60);
+    assert_eq!(drills[0]["status"], "scored");
+    assert_eq!(drills[0]["auto_respond"], false);
+    assert_eq!(drills[0]["target"], "simulated");
+    assert!(drills[0]["score"]["notes"]
+        .to_string()
+        .contains("nobody acknowledged"));
+    assert_eq!(drills[1]["points"], 100);
+    assert_eq!(drills[1]["auto_respond"], true);
+    let out = neo_ir()
+        .args(["drill", "history", "--store", &store])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("split-brain") && table.contains("100*"),
+        "{table}"
+    );
+    assert!(table.contains("nobody acknowledged"), "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
 
     // a scenario file with an unknown kind, and an unknown scenario, are usage errors
     let f = dir.path().join("bad.toml");
