@@ -46,10 +46,11 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the whole thing on a built-in simulated Neo network: faults, incidents, summary.
+    /// A short drill on a built-in simulated Neo network: detection, response, messages,
+    /// a runbook, recovery and the review.
     ///
     /// Examples:
-    ///   neo-ir demo          exits 0 after about 20 seconds
+    ///   neo-ir demo          exits 0 after about 10 seconds
     ///   neo-ir demo --keep   leaves the network, the watcher and the API running
     #[command(verbatim_doc_comment)]
     Demo(demo::DemoArgs),

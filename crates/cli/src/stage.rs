@@ -36,6 +36,15 @@ pub struct StageOptions<'a> {
 
 impl Stage {
     pub async fn start(o: StageOptions<'_>) -> anyhow::Result<Stage> {
+        Stage::start_with(o, |_| {}).await
+    }
+
+    /// [`Stage::start`], with `tune` adjusting the configuration last (the demo adds its
+    /// notification channel).
+    pub async fn start_with(
+        o: StageOptions<'_>,
+        tune: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Stage> {
         let net = SimNetwork::start(SimConfig {
             validators: 4,
             rpc: 3,
@@ -62,6 +71,7 @@ impl Stage {
         // then it is monitored this long before it resolves (the playbook's 30 min, shortened)
         config.response.stability_window = o.stability;
         config.server.listen = addr.to_string();
+        tune(&mut config);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;

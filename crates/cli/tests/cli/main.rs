@@ -33,6 +33,7 @@ impl std::ops::DerefMut for Reaped {
 }
 
 mod crash_safety;
+mod demo;
 mod drills;
 mod instances;
 mod notify;
