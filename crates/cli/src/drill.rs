@@ -46,6 +46,12 @@ pub enum DrillAction {
     ///
     /// Example: neo-ir drill history --limit 12
     History(HistoryArgs),
+    /// The drill in simulated time, in milliseconds: your configuration's probe, detection
+    /// and response settings against the scenario, with scripted responders; the story and
+    /// the score it would get (no network, no store).
+    ///
+    /// Example: neo-ir drill rehearse consensus-stall --config neo-ir.toml --ack-after 10m
+    Rehearse(crate::rehearse::RehearseArgs),
 }
 
 #[derive(clap::Args)]
@@ -112,6 +118,7 @@ pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
         }
         DrillAction::Run(a) => run_drill(a).await,
         DrillAction::History(a) => history(a).await,
+        DrillAction::Rehearse(a) => crate::rehearse::run(a),
     }
 }
 

@@ -8,6 +8,7 @@ mod drill;
 mod init;
 mod output;
 mod people;
+mod rehearse;
 mod report;
 mod review;
 mod run;
