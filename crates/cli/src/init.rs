@@ -67,6 +67,10 @@ listen = "127.0.0.1:9797"
 stability_window = "30m"
 # How often people are reminded to post an update, once someone acknowledged.
 update_every = {{ P1 = "15m", P2 = "30m", P3 = "1h", P4 = "off" }}
+# A resolved P1 or P2 incident gets its post-incident review scheduled this long after the
+# resolution (the date is in the resolution notice); "off": people schedule it with
+# `neo-ir review ID --at TIME`.
+# review_after = "48h"
 
 # Who is paged while nobody acknowledges. Without any [[escalation]], the playbook's chain
 # applies to every severity: on-call engineer at once, team lead at 5 min, engineering
@@ -141,5 +145,19 @@ mod tests {
                 .expect("the example parses");
             assert_eq!(cfg.nodes.len(), 1);
         }
+    }
+
+    #[test]
+    fn the_commented_review_after_is_the_default_and_parses_uncommented() {
+        let text = example(Network::Testnet);
+        let line = "# review_after = \"48h\"";
+        assert!(text.contains(line), "{text}");
+        let on = text.replace(line, "review_after = \"48h\"");
+        let cfg = neo_ir_core::config::parse(&on, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(
+            cfg.response.review_after,
+            neo_ir_core::oncall::ResponseConfig::default().review_after,
+            "the example says the default"
+        );
     }
 }

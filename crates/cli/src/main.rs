@@ -12,6 +12,7 @@ mod rehearse;
 mod report;
 mod review;
 mod run;
+mod runbooks_list;
 mod runs;
 mod simnode;
 mod stage;
@@ -221,6 +222,11 @@ enum Command {
     ///
     /// Example: neo-ir actions --overdue
     Actions(review::ActionsArgs),
+    /// The playbook's six runbooks and the scripts, each with its last review (when an
+    /// action item pointing at it was last done) and its open action items.
+    ///
+    /// Example: neo-ir runbooks    |    neo-ir runbooks --json
+    Runbooks(runbooks_list::RunbooksArgs),
     /// Run one of the playbook's scripts: checks over JSON-RPC, steps on a node's host
     /// through its agent, coordinated restarts, fleet rendering. Destructive steps wait for
     /// `neo-ir approve RUN`; --dry-run prints exactly what would run. Exit 0 succeeded, 1
@@ -485,6 +491,7 @@ fn main() -> ExitCode {
             Command::Update { id, text, store } => people::update(id, &text, store).await,
             Command::Review(args) => review::review(args).await,
             Command::Actions(args) => review::actions(args).await,
+            Command::Runbooks(args) => runbooks_list::run(args).await,
             Command::Run(args) => runs::run(args).await,
             Command::Approve {
                 run,

@@ -197,9 +197,10 @@ pub async fn transition(
         args,
         "transition",
         json!({"to": to, "reason": reason, "root_cause": root_cause}),
-        |i, a, now, _| match root_cause {
-            Some(_) => respond::resolve(i, reason, root_cause, a, now),
-            None => respond::transition(i, to, reason, a, now),
+        // a P1/P2 resolved here gets its review scheduled after the configured delay (the
+        // playbook's 48 h without a configuration file)
+        |i, a, now, cfg| {
+            respond::transition_with(i, to, reason, root_cause, a, now, cfg.review_after)
         },
     )
     .await

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use jiff::civil::Date;
 use neo_ir_core::respond::Refusal;
-use neo_ir_core::review::Priority;
+use neo_ir_core::review::{check_known_runbook, Priority};
 use neo_ir_core::text::clip;
 use neo_ir_store::{ActionItemUpdate, NewActionItem, Store, StoreError};
 use serde_json::json;
@@ -49,7 +49,10 @@ pub struct ReviewArgs {
     /// high, medium or low (the playbook's template).
     #[arg(long, requires = "action", default_value = "medium")]
     pub priority: String,
-    /// The runbook (script name) the action item updates, e.g. restart_node.
+    /// The runbook the action item updates: one of the playbook's six (node_down,
+    /// consensus_failure, data_corruption, network_attack, split_brain,
+    /// performance_degradation) or a script (e.g. restart_node). `neo-ir runbooks` shows
+    /// when each was last reviewed.
     #[arg(long, requires = "action")]
     pub runbook: Option<String>,
     /// Print JSON: {incident_id, markdown, complete, saved, items} (or the item added).
@@ -266,12 +269,22 @@ async fn add_item(store: &Store, a: &ReviewArgs, action: &str) -> anyhow::Result
         Ok(p) => p,
         Err(e) => return usage(format!("--priority: {e}")),
     };
+    // a name neo-ir does not know would hide the item from `neo-ir runbooks`
+    let runbook = match a
+        .runbook
+        .as_deref()
+        .map(|r| check_known_runbook(r, neo_ir_runbook::scripts::ALL.iter().map(|s| s.name)))
+        .transpose()
+    {
+        Ok(r) => r,
+        Err(e) => return usage(format!("--runbook: {e}")),
+    };
     let new = NewActionItem {
         action: action.to_string(),
         owner: owner.clone(),
         due,
         priority,
-        runbook: a.runbook.clone(),
+        runbook,
     };
     match store
         .add_action_item(a.id, &new, &cli_actor(), jiff::Timestamp::now())

@@ -37,6 +37,7 @@ mod demo;
 mod drills;
 mod instances;
 mod notify;
+mod reviews;
 mod runbooks;
 mod simnode;
 
