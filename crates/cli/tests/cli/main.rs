@@ -37,6 +37,7 @@ mod demo;
 mod drills;
 mod instances;
 mod notify;
+mod rehearse;
 mod reviews;
 mod runbooks;
 mod simnode;
