@@ -180,14 +180,37 @@ pub(super) fn state_roots(fleet: &Fleet, cfg: &DetectConfig, a: &mut Assessment)
     }
     let roles = fleet.nodes().map(|n| (n.name.clone(), n.role)).collect();
 
+    // Nodes on another block chain have other state roots as a consequence: the block
+    // fork's incident covers them, and a state split next to a block split is the same cause.
+    let off_chain: Vec<&str> = fleet
+        .fork_report()
+        .filter(|f| f.diverged())
+        .map(|f| {
+            f.partitions[1..]
+                .iter()
+                .flat_map(|p| p.nodes.iter().map(String::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
     if let Some(r) = fleet.state_roots() {
         // big fleets compare a rotating sample: nodes outside it cannot be judged now
         for n in fleet.nodes() {
-            if !r.roots.iter().any(|(name, _)| name == &n.name) {
+            if !r.roots.iter().any(|(name, _)| name == &n.name)
+                || off_chain.contains(&n.name.as_str())
+            {
                 a.undecided.insert(state_key(&n.name));
             }
         }
-        let parts = partitions(&r.roots, &roles);
+        let roots: Vec<(String, String)> = r
+            .roots
+            .iter()
+            .filter(|(n, _)| !off_chain.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        if !off_chain.is_empty() {
+            a.undecided.insert(STATE_SPLIT_KEY.into());
+        }
+        let parts = partitions(&roots, &roles);
         let total: usize = parts.iter().map(|p| p.nodes.len()).sum();
         if parts.len() > 1 {
             let off: usize = parts[1..].iter().map(|p| p.nodes.len()).sum();

@@ -671,10 +671,18 @@ mod tests {
             ("rpc-1", Some(5)),
             ("rpc-2", Some(5)),
         ]);
-        w.round(&[("rpc-2", None), ("validator-1", Some(5)), ("rpc-1", Some(5))]);
+        w.round(&[
+            ("rpc-2", None),
+            ("validator-1", Some(5)),
+            ("rpc-1", Some(5)),
+        ]);
         // rpc-2's second failure comes in a round where the others time out once
         let a = w.round(&[("rpc-2", None), ("validator-1", None), ("rpc-1", None)]);
-        let f = a.findings.iter().find(|f| f.key == "node_down:rpc-2").unwrap();
+        let f = a
+            .findings
+            .iter()
+            .find(|f| f.key == "node_down:rpc-2")
+            .unwrap();
         assert_eq!(f.severity, Severity::P2, "{a:?}");
     }
 
@@ -877,6 +885,25 @@ mod tests {
             &w,
         );
         w.fleet.set_fork_report(rep);
+        // the nodes on the other chain have other state roots too: the same cause, not a
+        // second (state) split brain nor their corruption
+        let t = w.clock.now();
+        let roots = w
+            .fleet
+            .nodes()
+            .map(|n| {
+                let other = ["validator-1", "validator-2", "rpc-1"].contains(&n.name.as_str());
+                (
+                    n.name.clone(),
+                    if other { "0xs1" } else { "0xs2" }.to_string(),
+                )
+            })
+            .collect();
+        w.fleet.set_state_roots(crate::fork::StateRootReport {
+            at: t,
+            index: 95,
+            roots,
+        });
         let row = all_at(&w, 100);
         let a = round_owned(&mut w, &row);
         assert_eq!(keys(&a), [SPLIT_BRAIN_KEY]);
