@@ -52,6 +52,29 @@ pub enum DrillAction {
     ///
     /// Example: neo-ir drill rehearse consensus-stall --config neo-ir.toml --ack-after 10m
     Rehearse(crate::rehearse::RehearseArgs),
+    /// The next monthly drills of `[drills]`: date, scenario, incident commander (the next
+    /// person of the `commanders` rotation), reminder time.
+    ///
+    /// Example: neo-ir drill schedule --config neo-ir.toml --months 6
+    Schedule(ScheduleArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ScheduleArgs {
+    /// Configuration file with the `[drills]` section (default ./neo-ir.toml, then
+    /// /etc/neo-ir/neo-ir.toml).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// How many drills to list.
+    #[arg(long, default_value_t = 6)]
+    months: usize,
+    /// The drill store whose history counts too (besides the configured store); a missing
+    /// SQLite file is skipped, not created.
+    #[arg(long, default_value = DRILL_STORE)]
+    store: String,
+    /// Print JSON (`{"drills": [...]}`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -119,6 +142,7 @@ pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
         DrillAction::Run(a) => run_drill(a).await,
         DrillAction::History(a) => history(a).await,
         DrillAction::Rehearse(a) => crate::rehearse::run(a),
+        DrillAction::Schedule(a) => schedule(a).await,
     }
 }
 
@@ -655,4 +679,124 @@ fn history_table(drills: &[StoredDrill]) -> String {
         );
     }
     out
+}
+
+/// `neo-ir drill schedule`.
+async fn schedule(a: ScheduleArgs) -> anyhow::Result<ExitCode> {
+    let (path, cfg) = crate::run::load_config(a.config.clone())?;
+    let settings = drill_settings(&path, &cfg)?;
+    let held = held_drills(&[cfg.store.url.as_str(), a.store.as_str()]).await?;
+    let list = upcoming(settings, &cfg, &held, a.months);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "drills": list }))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "drills:       day {} of each month, {} UTC",
+        settings.day,
+        settings.at.strftime("%H:%M")
+    );
+    println!(
+        "commander:    {}",
+        settings
+            .commanders
+            .as_deref()
+            .map(|c| format!("the next person of rotation {c:?} each month"))
+            .unwrap_or_else(|| "not set ([drills] commanders)".into())
+    );
+    println!(
+        "reminders:    {} before, to {}",
+        humantime::format_duration(settings.remind_before),
+        if settings.channels.is_empty() {
+            "no channel".to_string()
+        } else {
+            settings.channels.join(", ")
+        }
+    );
+    if !settings.participants.is_empty() {
+        println!("participants: {}", settings.participants.join(", "));
+    }
+    println!(
+        "\n{:<17}  {:<16}  {:<18}  REMINDER (UTC)",
+        "DATE (UTC)", "SCENARIO", "COMMANDER"
+    );
+    for d in &list {
+        let utc = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
+        println!(
+            "{:<17}  {:<16}  {:<18}  {}",
+            utc(d.at),
+            d.scenario,
+            d.commander.as_deref().unwrap_or("-"),
+            utc(d.remind_at)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `[drills]` section, or a configuration error saying to add it.
+fn drill_settings<'a>(
+    path: &std::path::Path,
+    cfg: &'a neo_ir_core::config::Config,
+) -> anyhow::Result<&'a neo_ir_core::drill::schedule::DrillSettings> {
+    cfg.drills.as_ref().ok_or_else(|| {
+        anyhow::Error::new(neo_ir_core::config::ConfigError {
+            file: path.to_path_buf(),
+            line: None,
+            key: Some("drills".into()),
+            message: "no [drills] section: add one (day, at, commanders, participants, \
+                      scenarios, remind_before, channels, test_node; see docs/DRILLS.md)"
+                .into(),
+        })
+    })
+}
+
+/// The next `n` scheduled drills at this moment.
+fn upcoming(
+    settings: &neo_ir_core::drill::schedule::DrillSettings,
+    cfg: &neo_ir_core::config::Config,
+    held: &[Timestamp],
+    n: usize,
+) -> Vec<neo_ir_core::drill::schedule::ScheduledDrill> {
+    neo_ir_core::drill::schedule::upcoming(
+        settings,
+        &cfg.response.schedules,
+        held,
+        Timestamp::now(),
+        n,
+    )
+}
+
+/// Start times of the drills people held (not aborted, not a bot's) in these stores; a
+/// SQLite store whose file does not exist has none (and is not created).
+async fn held_drills(urls: &[&str]) -> anyhow::Result<Vec<Timestamp>> {
+    let mut held = Vec::new();
+    let mut done = Vec::new();
+    for url in urls {
+        if done.contains(url) {
+            continue;
+        }
+        done.push(*url);
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if !std::path::Path::new(path).exists() {
+                continue;
+            }
+        }
+        let store = Store::open(url)
+            .await
+            .with_context(|| format!("opening the store {url}"))?;
+        held.extend(
+            store
+                .drill_history(1000)
+                .await?
+                .into_iter()
+                .filter(|d| d.status != neo_ir_store::DrillStatus::Aborted && !d.auto_respond)
+                .map(|d| d.started_at),
+        );
+        store.close().await;
+    }
+    Ok(held)
 }

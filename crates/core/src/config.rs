@@ -32,6 +32,8 @@ pub struct Config {
     pub notify: crate::notify::NotifySettings,
     /// Runbook runs and auto-remediation (`[runbook]`, `[[remediation]]`).
     pub runbook: RunbookSettings,
+    /// The monthly drill schedule, reminders and test node (`[drills]`); `None` without it.
+    pub drills: Option<crate::drill::schedule::DrillSettings>,
 }
 
 /// `[runbook]` and `[[remediation]]`.
@@ -78,6 +80,7 @@ impl Config {
             response: crate::oncall::ResponseConfig::default(),
             notify: crate::notify::NotifySettings::default(),
             runbook: RunbookSettings::default(),
+            drills: None,
         }
     }
 }
@@ -263,6 +266,21 @@ struct RawConfig {
     runbook: RawRunbook,
     #[serde(default)]
     remediation: Vec<RawRemediation>,
+    drills: Option<RawDrills>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrills {
+    day: Option<i64>,
+    at: Option<String>,
+    commanders: Option<String>,
+    #[serde(default)]
+    participants: Vec<String>,
+    scenarios: Option<Vec<String>>,
+    remind_before: Option<String>,
+    channels: Option<Vec<String>>,
+    test_node: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -722,6 +740,10 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
     let response = response(&located, raw.response, raw.escalation, raw.schedule)?;
     let notify = notify(&located, raw.notify)?;
     let runbook = runbook(&located, raw.runbook, raw.remediation)?;
+    let drills = raw
+        .drills
+        .map(|d| drills(&located, d, &nodes, &response, &notify))
+        .transpose()?;
     Ok(Config {
         nodes,
         probe,
@@ -731,7 +753,131 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
         response,
         notify,
         runbook,
+        drills,
     })
+}
+
+/// `[drills]`: every name it gives must be configured (a schedule, channels, a node with
+/// an agent, built-in scenarios). Without `channels`, reminders go to the channels marked
+/// `drills = true`.
+fn drills(
+    located: &Locator<'_>,
+    raw: RawDrills,
+    nodes: &[NodeConfig],
+    response: &crate::oncall::ResponseConfig,
+    notify: &crate::notify::NotifySettings,
+) -> Result<crate::drill::schedule::DrillSettings, ConfigError> {
+    let mut out = crate::drill::schedule::DrillSettings::default();
+    let err = |key: &str, message: &str| {
+        located.error(
+            located.key_in_table("drills", key),
+            &format!("drills.{key}"),
+            message,
+        )
+    };
+    if let Some(day) = raw.day {
+        if !(1..=28).contains(&day) {
+            return Err(err(
+                "day",
+                &format!(
+                    "expected a day of the month from 1 to 28 (every month has it), got {day}"
+                ),
+            ));
+        }
+        out.day = day as i8;
+    }
+    if let Some(at) = &raw.at {
+        out.at = jiff::civil::Time::strptime("%H:%M", at).map_err(|_| {
+            err(
+                "at",
+                &format!("expected a time of day (UTC) such as \"14:00\", got {at:?}"),
+            )
+        })?;
+    }
+    if let Some(name) = raw.commanders {
+        if !response.schedules.iter().any(|s| s.name == name) {
+            let known: Vec<&str> = response.schedules.iter().map(|s| s.name.as_str()).collect();
+            return Err(err(
+                "commanders",
+                &format!(
+                    "no [[schedule]] is named {name:?} (configured: {}): the incident commander \
+                     of each drill is the next person of that rotation",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            ));
+        }
+        out.commanders = Some(name);
+    }
+    if raw.participants.iter().any(|p| p.trim().is_empty()) {
+        return Err(err("participants", "each participant needs a name"));
+    }
+    out.participants = raw.participants;
+    if let Some(list) = raw.scenarios {
+        let known: Vec<String> = crate::drill::builtin()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        if list.is_empty() {
+            return Err(err(
+                "scenarios",
+                &format!(
+                    "needs at least one scenario (built in: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if let Some(bad) = list.iter().find(|s| !known.contains(s)) {
+            return Err(err(
+                "scenarios",
+                &format!(
+                    "no built-in scenario {bad:?} (built in: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        out.scenarios = list;
+    }
+    if let Some(s) = &raw.remind_before {
+        out.remind_before = located.duration("drills", "remind_before", s)?;
+    }
+    match raw.channels {
+        Some(list) => {
+            if let Some(bad) = list.iter().find(|c| notify.channel(c).is_none()) {
+                return Err(err(
+                    "channels",
+                    &format!("no [[notify.channels]] is named {bad:?}"),
+                ));
+            }
+            out.channels = list;
+        }
+        None => {
+            out.channels = notify
+                .channels
+                .iter()
+                .filter(|c| c.drills)
+                .map(|c| c.name.clone())
+                .collect()
+        }
+    }
+    if let Some(name) = raw.test_node {
+        match nodes.iter().find(|n| n.name == name) {
+            None => return Err(err("test_node", &format!("no [[nodes]] is named {name:?}"))),
+            Some(n) if n.agent.is_none() => {
+                return Err(err(
+                    "test_node",
+                    &format!(
+                        "node {name:?} has no `agent`: drills break a test node through its agent"
+                    ),
+                ))
+            }
+            Some(_) => out.test_node = Some(name),
+        }
+    }
+    Ok(out)
 }
 
 /// Scripts auto-remediation may run: the node-host ones that bring a node back. Anything
@@ -1747,5 +1893,105 @@ channels = ["slack"]
         assert!(c.notify.routes.is_empty() && c.notify.channels[0].drills);
         let e = err(&drills_only.replace("drills = true", "drills = false"));
         assert!(e.message.contains("no [[notify.routes]]"), "{e}");
+    }
+
+    #[test]
+    fn drills_section_names_what_it_uses() {
+        let base = r#"
+[[nodes]]
+name = "rpc-1"
+rpc = "http://127.0.0.1:1"
+role = "rpc"
+
+[[nodes]]
+name = "test-1"
+rpc = "http://127.0.0.1:2"
+role = "rpc"
+agent = "http://127.0.0.1:3"
+agent_token_env = "T"
+
+[[schedule]]
+name = "primary"
+rotation = "weekly"
+start = "2026-01-05T09:00:00Z"
+people = ["alice", "bob"]
+
+[[notify.channels]]
+name = "drill-room"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+drills = true
+
+[[notify.channels]]
+name = "ops"
+type = "webhook"
+url = "http://127.0.0.1:9/ops"
+
+[[notify.routes]]
+channels = ["ops"]
+"#;
+        let c = parse(base, Path::new("neo-ir.toml")).unwrap();
+        assert_eq!(c.drills, None, "no [drills]: no schedule, no reminders");
+        let full = format!(
+            "{base}\n[drills]\nday = 3\nat = \"09:30\"\ncommanders = \"primary\"\n\
+             participants = [\"carol\"]\nscenarios = [\"node-crash\", \"split-brain\"]\n\
+             remind_before = \"2d\"\nchannels = [\"ops\"]\ntest_node = \"test-1\"\n"
+        );
+        let d = parse(&full, Path::new("neo-ir.toml"))
+            .unwrap()
+            .drills
+            .unwrap();
+        assert_eq!(d.day, 3);
+        assert_eq!(d.at, jiff::civil::Time::constant(9, 30, 0, 0));
+        assert_eq!(d.commanders.as_deref(), Some("primary"));
+        assert_eq!(d.participants, ["carol"]);
+        assert_eq!(d.scenarios, ["node-crash", "split-brain"]);
+        assert_eq!(d.remind_before, Duration::from_secs(2 * 86_400));
+        assert_eq!(d.channels, ["ops"]);
+        assert_eq!(d.test_node.as_deref(), Some("test-1"));
+        // defaults: the 15th at 14:00 UTC, every built-in scenario, 3 days ahead, the
+        // channels marked for drills
+        let d = parse(&format!("{base}\n[drills]\n"), Path::new("neo-ir.toml"))
+            .unwrap()
+            .drills
+            .unwrap();
+        assert_eq!(
+            d,
+            crate::drill::schedule::DrillSettings {
+                channels: vec!["drill-room".into()],
+                ..Default::default()
+            }
+        );
+        assert_eq!(d.scenarios.len(), crate::drill::builtin().len());
+        for (bad, key, says) in [
+            ("day = 31", "drills.day", "1 to 28"),
+            ("at = \"2pm\"", "drills.at", "14:00"),
+            ("commanders = \"nobody\"", "drills.commanders", "primary"),
+            (
+                "scenarios = [\"meltdown\"]",
+                "drills.scenarios",
+                "node-crash",
+            ),
+            ("scenarios = []", "drills.scenarios", "at least one"),
+            (
+                "remind_before = \"soon\"",
+                "drills.remind_before",
+                "duration",
+            ),
+            ("channels = [\"pager\"]", "drills.channels", "pager"),
+            ("test_node = \"rpc-1\"", "drills.test_node", "agent"),
+            ("test_node = \"rpc-7\"", "drills.test_node", "rpc-7"),
+            ("participants = [\"\"]", "drills.participants", "name"),
+        ] {
+            let text = format!("{base}\n[drills]\n{bad}\n");
+            let e = err(&text);
+            assert_eq!(e.key.as_deref(), Some(key), "{bad}: {e}");
+            assert!(e.message.contains(says), "{bad}: {e}");
+            let line = text.lines().position(|l| l == bad).unwrap() + 1;
+            assert_eq!(e.line, Some(line), "{bad}: {e}");
+        }
+        let e = err(&format!("{base}\n[drills]\nweekday = 2\n"));
+        assert!(e.message.contains("weekday"), "{e}");
+        assert!(e.line.is_some(), "{e}");
     }
 }

@@ -645,6 +645,7 @@ impl Watcher {
         }
         reviews::remind_overdue(&self.store, now).await?;
         self.route(now).await?;
+        self.drills.remind(&self.store, &self.config, &self.outlets, now).await?;
         self.rounds.send_modify(|r| *r += 1);
         Ok(())
     }

@@ -111,3 +111,83 @@ fn drills_score_the_pipeline_and_the_people() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("node-crash"));
 }
+
+#[test]
+fn the_schedule_rotates_the_commander_and_the_scenarios_monthly() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = "[[nodes]]\nname = \"rpc-1\"\nrpc = \"http://127.0.0.1:1\"\nrole = \"rpc\"\n";
+    let cfg = super::write(
+        &dir,
+        "neo-ir.toml",
+        &format!(
+            "{node}[store]\nurl = \"sqlite://{}/real.db\"\n\
+             [[schedule]]\nname = \"primary\"\nrotation = \"weekly\"\n\
+             start = \"2026-01-05T09:00:00Z\"\npeople = [\"alice\", \"bob\", \"carol\"]\n\
+             [drills]\nday = 15\nat = \"14:00\"\ncommanders = \"primary\"\n\
+             participants = [\"dave\"]\n",
+            dir.path().display()
+        ),
+    );
+    let drill_store = format!("sqlite://{}/none.db", dir.path().display());
+    let args = |extra: &[&str]| {
+        let mut a = vec!["drill", "schedule", "--config", cfg.to_str().unwrap()];
+        a.extend(["--store", &drill_store]);
+        a.extend(extra.iter().copied());
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let out = neo_ir()
+        .args(args(&["--months", "7", "--json"]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let drills = v["drills"].as_array().unwrap();
+    assert_eq!(drills.len(), 7, "{v}");
+    let people = ["alice", "bob", "carol"];
+    let ic: Vec<usize> = drills
+        .iter()
+        .map(|d| {
+            let c = d["commander"].as_str().unwrap();
+            people.iter().position(|p| *p == c).unwrap()
+        })
+        .collect();
+    for w in ic.windows(2) {
+        assert_eq!(w[1], (w[0] + 1) % 3, "the next person each month: {v}");
+    }
+    let mut months = Vec::new();
+    for d in drills {
+        let day = d["day"].as_str().unwrap();
+        assert!(day.ends_with("-15"), "{day}");
+        assert!(d["at"].as_str().unwrap().ends_with("T14:00:00Z"), "{d}");
+        assert_eq!(d["participants"][0], "dave");
+        months.push(day[..7].to_string());
+    }
+    months.dedup();
+    assert_eq!(months.len(), 7, "one drill a month: {v}");
+    let scenarios: std::collections::BTreeSet<&str> = drills
+        .iter()
+        .map(|d| d["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(scenarios.len(), 7, "every built-in scenario in turn: {v}");
+    // the drill store was not created by reading it
+    assert!(!dir.path().join("none.db").exists());
+
+    let out = neo_ir().args(args(&[])).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    assert!(
+        table.contains("COMMANDER") && table.contains("participants: dave"),
+        "{table}"
+    );
+    assert!(table.lines().all(|l| l.chars().count() <= 100), "{table}");
+
+    // no [drills]: a configuration error naming the section
+    let bare = super::write(&dir, "bare.toml", node);
+    let out = neo_ir()
+        .args(["drill", "schedule", "--config"])
+        .arg(&bare)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[drills]"));
+}

@@ -11,6 +11,7 @@
 pub mod mark;
 
 pub mod rehearse;
+pub mod schedule;
 
 use std::time::Duration;
 
