@@ -121,6 +121,18 @@ pub struct RunArgs {
     /// says whose turn it is).
     #[arg(long)]
     commander: Option<String>,
+    /// Break the designated test node (`[drills] test_node`) through its agent instead of
+    /// the simulated network: the drill and its incidents go to the configured store, where
+    /// the running `neo-ir watch` marks them. Only scenarios that crash one node.
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "NODE")]
+    test_node: Option<String>,
+    /// Who approved breaking the test node (required with --test-node; the agent's stop is
+    /// destructive).
+    #[arg(long, value_name = "NAME")]
+    approved_by: Option<String>,
+    /// Configuration file (with --test-node: the nodes, the store and `[drills]`).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
 }
 
 pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
@@ -174,6 +186,9 @@ fn scenario(a: &RunArgs) -> anyhow::Result<Scenario> {
 
 async fn run_drill(a: RunArgs) -> anyhow::Result<ExitCode> {
     let sc = scenario(&a)?;
+    if a.test_node.is_some() {
+        return on_test_node(a, sc).await;
+    }
     let faults: Vec<(String, Option<Fault>, Duration)> = sc
         .faults
         .iter()
@@ -244,6 +259,16 @@ enum Field<'a> {
         stage: &'a Stage,
         faults: Vec<(String, Option<Fault>, Duration)>,
     },
+    /// The designated test node, through its agent: each fault (a crash) is the agent's
+    /// `service_stop` (the `stop_node` script, approved), the repair its `service_start`.
+    TestNode {
+        runner: &'a neo_ir_runbook::runner::Runner,
+        node: String,
+        approved_by: String,
+        /// When each crash is due after the drill starts.
+        crashes: Vec<Duration>,
+        resolve_within: Duration,
+    },
 }
 
 impl Field<'_> {
@@ -265,6 +290,24 @@ impl Field<'_> {
                     say(&format!("injected {} on {node}", fault_name(fault)));
                 }
             }
+            Field::TestNode {
+                runner,
+                node,
+                approved_by,
+                crashes,
+                ..
+            } => {
+                for after in crashes {
+                    if !after.is_zero() {
+                        tokio::time::sleep(*after).await;
+                    }
+                    let run = test_node_run(runner, "stop_node", node, approved_by).await?;
+                    say(&format!(
+                        "stopped {node} through its agent (run {}, approved by {approved_by}): {}",
+                        run.id, run.summary
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -276,6 +319,18 @@ impl Field<'_> {
                 stage.net.resume();
                 say("network repaired");
             }
+            Field::TestNode {
+                runner,
+                node,
+                approved_by,
+                ..
+            } => {
+                let run = test_node_run(runner, "start_node", node, approved_by).await?;
+                say(&format!(
+                    "started {node} through its agent (run {}): {}",
+                    run.id, run.summary
+                ));
+            }
         }
         Ok(())
     }
@@ -284,6 +339,7 @@ impl Field<'_> {
     fn resolve_within(&self) -> Duration {
         match self {
             Field::Simulated { .. } => Duration::from_secs(60),
+            Field::TestNode { resolve_within, .. } => *resolve_within,
         }
     }
 }
@@ -799,4 +855,173 @@ async fn held_drills(urls: &[&str]) -> anyhow::Result<Vec<Timestamp>> {
         store.close().await;
     }
     Ok(held)
+}
+
+/// Exit code of a drill on the test node without `--approved-by`, as of a run waiting for
+/// an approval.
+const EXIT_NOT_APPROVED: u8 = crate::runs::EXIT_AWAITING_APPROVAL;
+
+/// `drill run SCENARIO --test-node [NODE] --approved-by NAME`: the scenario's crash on the
+/// designated test node through its agent, recorded in the configured store, where the
+/// running watcher marks its incidents; then the response, the repair and the score as on
+/// the simulated network.
+async fn on_test_node(a: RunArgs, sc: Scenario) -> anyhow::Result<ExitCode> {
+    let (path, cfg) = crate::run::load_config(a.config.clone())?;
+    let usage = |key: Option<&str>, m: String| {
+        anyhow::Error::new(neo_ir_core::config::ConfigError {
+            file: path.clone(),
+            line: None,
+            key: key.map(str::to_string),
+            message: m,
+        })
+    };
+    let settings = drill_settings(&path, &cfg)?;
+    let Some(node) = settings.test_node.clone() else {
+        return Err(usage(
+            Some("drills.test_node"),
+            "no test node configured: set [drills] test_node to a node with an agent".into(),
+        ));
+    };
+    match a.test_node.as_deref() {
+        Some(given) if !given.is_empty() && given != node => {
+            return Err(usage(
+                Some("drills.test_node"),
+                format!(
+                    "{given:?} is not the designated test node ({node:?}): drills break only \
+                     the node [drills] test_node names"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let crashes = test_node_faults(&sc, &node).map_err(|m| usage(None, m))?;
+    let Some(approved_by) = a
+        .approved_by
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+    else {
+        eprintln!(
+            "error: drill {} stops the test node {node} through its agent: a destructive \
+             operation on a real node needs an approval. Run it again with --approved-by NAME \
+             (who approved it). Nothing was changed.",
+            sc.name
+        );
+        return Ok(ExitCode::from(EXIT_NOT_APPROVED));
+    };
+    let store = Store::open(&cfg.store.url)
+        .await
+        .with_context(|| format!("opening the store {}", cfg.store.url))?;
+    let runner = neo_ir_runbook::runner::Runner::new(
+        store.clone(),
+        std::sync::Arc::new(cfg.clone()),
+        std::sync::Arc::new(neo_ir_core::SystemClock),
+    )
+    .map_err(|e| usage(None, format!("runbooks: {e}")))?;
+    let mut a = a;
+    if a.commander.is_none() {
+        let held = held_drills(&[cfg.store.url.as_str()]).await?;
+        a.commander = upcoming(settings, &cfg, &held, 1)
+            .into_iter()
+            .next()
+            .and_then(|d| d.commander);
+    }
+    let started = Instant::now();
+    let json = a.json;
+    let say = move |t: &str| {
+        if !json {
+            println!("[{:>5.1}s] {t}", started.elapsed().as_secs_f64())
+        }
+    };
+    say(&format!(
+        "DRILL {} on the test node {node} (approved by {approved_by}; IC {}): {} (expect {}; {})",
+        sc.name,
+        a.commander.as_deref().unwrap_or("-"),
+        sc.title,
+        sc.kind,
+        sc.brief
+    ));
+    let drill = record(&store, &sc, &a, &node, vec![node.clone()]).await?;
+    say(&format!(
+        "drill {} recorded in {}: the watcher marks its incidents",
+        drill.id, cfg.store.url
+    ));
+    // the cleared condition is held `clear_for`, then monitored for the stability window
+    let resolve_within = cfg.response.stability_window
+        + cfg.detect.debounce.clear_for
+        + cfg.runbook.agent_timeout.min(Duration::from_secs(120))
+        + Duration::from_secs(60);
+    let field = Field::TestNode {
+        runner: &runner,
+        node,
+        approved_by,
+        crashes,
+        resolve_within,
+    };
+    let played = play(&sc, &a, &store, &runner, &field, &drill, &say).await;
+    store.close().await;
+    let score = played?;
+    print_score(&score, drill.id, a.auto_respond, a.json)?;
+    Ok(exit_of(&score))
+}
+
+/// The scenario's faults as crashes of the test node, when and in what order: a scenario
+/// that needs the whole network (a stall, several nodes) or a fault no agent operation
+/// makes is refused, saying why.
+fn test_node_faults(sc: &Scenario, node: &str) -> Result<Vec<Duration>, String> {
+    let nodes: std::collections::BTreeSet<&str> =
+        sc.faults.iter().map(|f| f.node.as_str()).collect();
+    if nodes.contains("*")
+        || nodes.len() > 1
+        || sc.faults.iter().any(|f| f.fault["fault"] == "stall")
+    {
+        return Err(format!(
+            "scenario {} needs the whole network ({}): on the test node {node} only a \
+             scenario that breaks one node runs (e.g. node-crash); run this one on the \
+             simulated network (without --test-node)",
+            sc.name,
+            nodes.into_iter().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    sc.faults
+        .iter()
+        .map(|f| match f.fault["fault"].as_str() {
+            Some("crash") => Ok(f.after.unwrap_or_default()),
+            other => Err(format!(
+                "scenario {}: no agent operation injects {:?} on a real node (the agent \
+                 stops and starts it: a crash); run it on the simulated network",
+                sc.name,
+                other.unwrap_or("?")
+            )),
+        })
+        .collect()
+}
+
+/// Run `script` (`stop_node`, `start_node`) on the test node through the runner (recorded
+/// in the store like any run, with who approved it); an error unless it succeeded.
+async fn test_node_run(
+    runner: &neo_ir_runbook::runner::Runner,
+    script: &str,
+    node: &str,
+    approved_by: &str,
+) -> anyhow::Result<neo_ir_core::runbook::Run> {
+    let mut actor = crate::people::cli_actor();
+    actor.from = "drill run --test-node".into();
+    let mut req = neo_ir_runbook::runner::RunRequest::new(script, vec![], actor);
+    req.node = Some(node.to_string());
+    req.approved_by = Some(approved_by.to_string());
+    let run = runner
+        .request(req)
+        .await
+        .with_context(|| format!("{script} on {node}"))?;
+    if run.status != RunStatus::Succeeded {
+        anyhow::bail!(
+            "{script} on {node} (run {}) {}: {}",
+            run.id,
+            run.status.as_str(),
+            run.summary
+        );
+    }
+    Ok(run)
 }

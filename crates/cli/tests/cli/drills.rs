@@ -191,3 +191,189 @@ fn the_schedule_rotates_the_commander_and_the_scenarios_monthly() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("[drills]"));
 }
+
+/// A webhook receiver on a free port (a thread over std): answers 200 and keeps each
+/// request's JSON body.
+fn receiver() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+/// The designated test node, a real `neo-ir sim node` process managed by a real
+/// `neo-ir agent`, watched by a real `neo-ir watch`: the drill stops it through the agent
+/// (approved), the watcher marks the incident as a drill incident, the drill starts it
+/// again and scores the response, all in the configured store. The watcher also sends the
+/// next drill's reminder to the drill channel. Refusals: no approval (exit 3), another node,
+/// a scenario that needs the whole network or a fault no agent operation makes (exit 2).
+#[test]
+fn a_drill_on_the_test_node_goes_through_its_agent_into_the_real_store() {
+    use super::runbooks::{cli, config, start_node, text, Host, NODE, TOKEN, TOKEN_ENV};
+    let sim = super::Sim::start(4, 1, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let host = Host::start(&sim, dir.path());
+    let store = format!("sqlite://{}/neo-ir.db", dir.path().display());
+    let (port, hook) = receiver();
+    let cfg = config(
+        &dir,
+        &sim,
+        &host,
+        &store,
+        &format!(
+            "[[notify.channels]]\nname = \"drill-room\"\ntype = \"webhook\"\n\
+             url = \"http://127.0.0.1:{port}/hook\"\ndrills = true\n\
+             [[schedule]]\nname = \"primary\"\nrotation = \"weekly\"\n\
+             start = \"2026-01-05T09:00:00Z\"\npeople = [\"alice\", \"bob\", \"carol\"]\n\
+             [drills]\ntest_node = \"{NODE}\"\ncommanders = \"primary\"\n\
+             participants = [\"dave\"]\nremind_before = \"32d\"\n"
+        ),
+    );
+    let drill = |args: &[&str]| {
+        cli()
+            .args(["drill", "run"])
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap()
+    };
+
+    // refusals, before anything changes
+    let o = drill(&["node-crash", "--test-node"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("--approved-by"), "{}", text(&o));
+    for (args, says) in [
+        (
+            &[
+                "node-crash",
+                "--test-node",
+                "rpc-1",
+                "--approved-by",
+                "erin",
+            ][..],
+            "not the designated test node",
+        ),
+        (
+            &["consensus-stall", "--test-node", "--approved-by", "erin"][..],
+            "whole network",
+        ),
+        (
+            &["split-brain", "--test-node", "--approved-by", "erin"][..],
+            "whole network",
+        ),
+        (
+            &["node-frozen", "--test-node", "--approved-by", "erin"][..],
+            "no agent operation",
+        ),
+    ] {
+        let o = drill(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(says), "{args:?}: {}", text(&o));
+    }
+    assert!(
+        super::json_of(&["drill", "history", "--store", &store, "--json"])
+            .is_some_and(|h| h["drills"] == serde_json::json!([]))
+    );
+
+    start_node(&cfg, &host);
+    let watch = {
+        // the watcher reads the agent's token from its environment
+        std::env::set_var(TOKEN_ENV, TOKEN);
+        super::Watch::start(&cfg, dir.path().join("watch.log"))
+    };
+    let context = || format!("{}\n--- agent\n{}", watch.log(), host.agent_log());
+
+    // the leader reminds the drill channel of the next drill (due: 32 days ahead)
+    let reminder = super::eventually(
+        "the drill reminder reaches the drill channel",
+        std::time::Duration::from_secs(30),
+        || hook.lock().unwrap().first().cloned(),
+        context,
+    );
+    let title = reminder["title"].as_str().unwrap_or_default();
+    assert!(title.starts_with("[DRILL] reminder"), "{reminder}");
+    assert!(
+        reminder["text"].as_str().unwrap().contains("dave"),
+        "{reminder}"
+    );
+
+    let o = drill(&[
+        "node-crash",
+        "--test-node",
+        "--approved-by",
+        "erin",
+        "--auto-respond",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", text(&o), context());
+    let s: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(s["classified"], true, "{s}");
+    assert_eq!(s["runbook_ran"], true, "{s}");
+    assert_eq!(s["points"], 100, "{s}");
+    let id = s["drill_id"].as_i64().unwrap();
+    assert!(host.answers(), "the test node runs again");
+
+    // in the real store: a drill incident of this drill, resolved, and no real one
+    let incidents = super::all_incidents(&store);
+    let mine: Vec<&Value> = incidents
+        .iter()
+        .filter(|i| i["nodes"] == serde_json::json!([NODE]))
+        .collect();
+    assert!(!mine.is_empty(), "{incidents:?}");
+    for i in &mine {
+        assert_eq!(i["key"], format!("drill:node_down:{NODE}"), "{i}");
+        assert_eq!(i["evidence"]["drill_id"], id, "{i}");
+        assert_eq!(i["status"], "resolved", "{i}");
+    }
+    // the agent's stop and start, recorded as runs, the stop approved by erin
+    let runs = super::json_of(&["runs", "--json", "--store", &store]).unwrap();
+    let runs = runs["runs"].as_array().unwrap();
+    let stop = runs
+        .iter()
+        .find(|r| r["script"] == "stop_node")
+        .expect("stop_node run");
+    assert_eq!(stop["approved_by"], "erin", "{stop}");
+    assert_eq!(stop["status"], "succeeded", "{stop}");
+    assert!(runs
+        .iter()
+        .any(|r| r["script"] == "start_node" && r["status"] == "succeeded"));
+    // the history in the configured store: the test node, the scheduled IC
+    let h = super::json_of(&["drill", "history", "--store", &store, "--json"]).unwrap();
+    let d = &h["drills"][0];
+    assert_eq!(d["id"], id);
+    assert_eq!(d["target"], NODE);
+    assert_eq!(d["status"], "scored");
+    assert_eq!(d["points"], 100);
+    let ic = d["commander"].as_str().unwrap_or_default();
+    assert!(["alice", "bob", "carol"].contains(&ic), "{d}");
+    drop(watch);
+}

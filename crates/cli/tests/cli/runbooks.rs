@@ -16,20 +16,20 @@ use super::simnode::{count, free_port};
 use super::{events_of, eventually, incident_json, neo_ir, nodes_toml, write, Reaped, Sim, Watch};
 
 /// The variable holding the agent's token, set for every `neo-ir` this test binary starts.
-const TOKEN_ENV: &str = "NEO_IR_TEST_AGENT_TOKEN";
-const TOKEN: &str = "runbook-test-agent-token";
+pub(super) const TOKEN_ENV: &str = "NEO_IR_TEST_AGENT_TOKEN";
+pub(super) const TOKEN: &str = "runbook-test-agent-token";
 /// The managed node's name in the configuration.
-const NODE: &str = "rpc-9";
+pub(super) const NODE: &str = "rpc-9";
 
 /// `neo-ir` with the agent's token in its environment.
-fn cli() -> Command {
+pub(super) fn cli() -> Command {
     let mut c = neo_ir();
     c.env(TOKEN_ENV, TOKEN);
     c
 }
 
 /// A node host: `neo-ir agent` managing one `neo-ir sim node` that follows the network.
-struct Host {
+pub(super) struct Host {
     agent: Reaped,
     agent_port: u16,
     rpc_port: u16,
@@ -41,7 +41,7 @@ struct Host {
 }
 
 impl Host {
-    fn start(sim: &Sim, dir: &Path) -> Host {
+    pub(super) fn start(sim: &Sim, dir: &Path) -> Host {
         let bin = assert_cmd::cargo::cargo_bin("neo-ir");
         let (agent_port, rpc_port) = (free_port(), free_port());
         let data = dir.join("data");
@@ -106,7 +106,7 @@ impl Host {
         host
     }
 
-    fn agent_log(&self) -> String {
+    pub(super) fn agent_log(&self) -> String {
         std::fs::read_to_string(&self.agent_log).unwrap_or_default()
     }
 
@@ -128,7 +128,7 @@ impl Host {
     }
 
     /// The node answers JSON-RPC.
-    fn answers(&self) -> bool {
+    pub(super) fn answers(&self) -> bool {
         count(self.rpc_port).is_some()
     }
 
@@ -184,11 +184,11 @@ impl Host {
 }
 
 /// Run `neo-ir ARGS... --config CFG`.
-fn run(cfg: &Path, args: &[&str]) -> Output {
+pub(super) fn run(cfg: &Path, args: &[&str]) -> Output {
     cli().args(args).arg("--config").arg(cfg).output().unwrap()
 }
 
-fn text(o: &Output) -> String {
+pub(super) fn text(o: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
         o.status.code(),
@@ -225,7 +225,13 @@ fn run_json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
 }
 
-fn config(dir: &tempfile::TempDir, sim: &Sim, host: &Host, store: &str, extra: &str) -> PathBuf {
+pub(super) fn config(
+    dir: &tempfile::TempDir,
+    sim: &Sim,
+    host: &Host,
+    store: &str,
+    extra: &str,
+) -> PathBuf {
     write(
         dir,
         "neo-ir.toml",
@@ -242,7 +248,7 @@ fn config(dir: &tempfile::TempDir, sim: &Sim, host: &Host, store: &str, extra: &
 }
 
 /// Start the node through the agent and wait until it follows the network.
-fn start_node(cfg: &Path, host: &Host) {
+pub(super) fn start_node(cfg: &Path, host: &Host) {
     let o = run(cfg, &["run", "start_node", "--node", NODE]);
     assert!(
         o.status.success(),
