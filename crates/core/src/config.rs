@@ -1883,7 +1883,10 @@ channels = ["slack"]
         let e = err(&text.replace("per_minute = 10\n", "per_minute = 10\ndrills = \"yes\"\n"));
         assert_eq!(e.file, Path::new("neo-ir.toml"));
         assert!(e.line.is_some(), "{e}");
-        assert!(e.key.as_deref().is_some_and(|k| k.contains("drills")), "{e}");
+        assert!(
+            e.key.as_deref().is_some_and(|k| k.contains("drills")),
+            "{e}"
+        );
         // a config of drill channels only needs no route: drills reach them without one
         let drills_only = format!(
             "{node}\n[[notify.channels]]\nname = \"drill-room\"\ntype = \"webhook\"\n\

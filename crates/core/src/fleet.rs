@@ -312,7 +312,9 @@ impl Fleet {
                 let timed_out = last
                     .failure()
                     .is_some_and(|f| f.kind == crate::observation::FailureKind::Timeout);
-                if timed_out || (last.outcome.is_ok() && last.latency_ms > cfg.kpi.rpc_latency_warn_ms) {
+                if timed_out
+                    || (last.outcome.is_ok() && last.latency_ms > cfg.kpi.rpc_latency_warn_ms)
+                {
                     n.slow_since.get_or_insert(last.at);
                 } else if last.outcome.is_ok() {
                     n.slow_since = None;

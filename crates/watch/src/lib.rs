@@ -615,7 +615,10 @@ impl Watcher {
         // so after a restart a missed one fires at the first round, once: the write is
         // refused if the incident changed since it was read.
         let open = self.store.open_incidents().await?;
-        let assessment = self.drills.mark(&self.store, assessment, &open, now).await?;
+        let assessment = self
+            .drills
+            .mark(&self.store, assessment, &open, now)
+            .await?;
         let silences = self.store.silences(Some(now)).await?;
         for change in reconcile(&open, &assessment, now, &self.config.response, &silences) {
             match self.store.apply(&change).await {
@@ -645,7 +648,9 @@ impl Watcher {
         }
         reviews::remind_overdue(&self.store, now).await?;
         self.route(now).await?;
-        self.drills.remind(&self.store, &self.config, &self.outlets, now).await?;
+        self.drills
+            .remind(&self.store, &self.config, &self.outlets, now)
+            .await?;
         self.rounds.send_modify(|r| *r += 1);
         Ok(())
     }
