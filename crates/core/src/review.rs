@@ -332,7 +332,13 @@ fn date(t: Timestamp) -> String {
 /// The person in `requested_by`/`approved_by` (`alice via cli` → `alice`); `None` for the
 /// machine (`auto-remediation`).
 fn person(s: &str) -> Option<String> {
-    let who = s.split(" via ").next().unwrap_or(s).trim();
+    // the runner writes `who (from)`; older records `who via from`
+    let who = s.split(" via ").next().unwrap_or(s);
+    let who = match who.split_once(" (") {
+        Some((name, rest)) if rest.ends_with(')') => name,
+        _ => who,
+    }
+    .trim();
     (!who.is_empty() && who != "auto-remediation").then(|| who.to_string())
 }
 
@@ -801,6 +807,10 @@ mod tests {
             participants(&i, &tl, &runs),
             ["alice", "bob", "carol", "dave", "erin"]
         );
+        // as the runner writes it: `who (from)`
+        let mut theirs = runs.clone();
+        theirs[0].requested_by = "erin (cli)".into();
+        assert_eq!(participants(&i, &tl, &theirs), participants(&i, &tl, &runs));
         let mut auto = runs.clone();
         auto[0].requested_by = "auto-remediation".into();
         auto[0].approved_by = None;
