@@ -308,13 +308,19 @@ enum Command {
         #[command(flatten)]
         store: run::StoreArgs,
     },
-    /// The playbook's monthly drills on the simulated network: inject a scenario's faults,
-    /// let the responders respond, repair, score the response.
+    /// The playbook's monthly drills: inject a scenario's faults (on the simulated network,
+    /// or on the designated test node through its agent), let the responders respond,
+    /// repair, score the response; the schedule with its rotating IC, the history of scores,
+    /// and rehearsals in simulated time.
     ///
     /// Examples:
     ///   neo-ir drill list
-    ///   neo-ir drill run node-crash --respond-within 10m
+    ///   neo-ir drill run node-crash --respond-within 10m --commander alice
     ///   neo-ir drill run split-brain --auto-respond
+    ///   neo-ir drill run node-crash --test-node --approved-by alice --config neo-ir.toml
+    ///   neo-ir drill schedule --months 6
+    ///   neo-ir drill history
+    ///   neo-ir drill rehearse consensus-stall --config neo-ir.toml --ack-after 10m
     #[command(verbatim_doc_comment)]
     Drill {
         #[command(subcommand)]

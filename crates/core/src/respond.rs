@@ -345,12 +345,15 @@ pub fn review_on_resolve(
     review_after: Option<Duration>,
 ) -> Option<TimelineEvent> {
     let after = review_after.filter(|_| crate::review::review_required(resolved.severity))?;
+    // a meeting: on the next whole minute, not at 10:41:47.928
     let at = crate::oncall::plus(now, after);
+    let at = Timestamp::from_second((at.as_second() + 59).div_euclid(60) * 60).unwrap_or(at);
     Some(TimelineEvent::new(
         now,
         EventType::ReviewScheduled,
         format!(
-            "post-incident review scheduled for {at} ({} incidents are reviewed)",
+            "post-incident review scheduled for {} ({} incidents are reviewed)",
+            crate::review::time(at),
             resolved.severity
         ),
         json!({"at": at, "automatic": true, "root_cause": root_cause}),
@@ -622,7 +625,11 @@ pub fn schedule_review(
         events: vec![TimelineEvent::new(
             now,
             EventType::ReviewScheduled,
-            format!("post-incident review scheduled for {at} by {}", actor.who),
+            format!(
+                "post-incident review scheduled for {} by {}",
+                crate::review::time(at),
+                actor.who
+            ),
             json!({"at": at, "by": actor.who, "from": actor.from}),
         )],
     })

@@ -321,7 +321,8 @@ pub fn check_markdown(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn time(t: Timestamp) -> String {
+/// `2026-03-02 10:00:00 UTC`: times as the review and its notices print them.
+pub fn time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
