@@ -210,7 +210,7 @@ async fn script(
         })
         .await?;
     *drill_id = Some(d.id);
-    wait_for(Duration::from_secs(15), || async {
+    crate::stage::poll(Duration::from_secs(15), || async {
         store.drill(d.id).await.ok()??.seen_at
     })
     .await
@@ -319,7 +319,7 @@ async fn script(
     })
     .await?;
     if let Some(script) = &sc.runbook {
-        let run = wait_for(Duration::from_secs(20), || async {
+        let run = crate::stage::poll(Duration::from_secs(20), || async {
             let mut req =
                 neo_ir_runbook::runner::RunRequest::new(script, vec![], responder.clone());
             req.incident_id = Some(id);
@@ -695,24 +695,6 @@ async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> anyhow::
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-/// Poll `f` every 100 ms until it gives a value, or `None` after `limit`.
-async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn print_notice(n: &Notice, started: Instant) {

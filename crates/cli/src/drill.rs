@@ -159,15 +159,24 @@ pub async fn run(action: DrillAction) -> anyhow::Result<ExitCode> {
 }
 
 fn scenario(a: &RunArgs) -> anyhow::Result<Scenario> {
+    find_scenario(a.scenario.as_ref(), a.file.as_ref())
+}
+
+/// A built-in scenario by name, or a scenario file; a usage error (exit 2) naming the file
+/// or listing the built-in names otherwise.
+pub(crate) fn find_scenario(
+    name: Option<&String>,
+    file: Option<&PathBuf>,
+) -> anyhow::Result<Scenario> {
     let usage = |m: String| {
         anyhow::Error::new(neo_ir_core::config::ConfigError {
-            file: a.file.clone().unwrap_or_else(|| "(command line)".into()),
+            file: file.cloned().unwrap_or_else(|| "(command line)".into()),
             line: None,
             key: None,
             message: m,
         })
     };
-    match (&a.scenario, &a.file) {
+    match (name, file) {
         (Some(name), None) => drill::find(name).ok_or_else(|| {
             let names: Vec<String> = drill::builtin().into_iter().map(|s| s.name).collect();
             usage(format!(
@@ -417,7 +426,7 @@ async fn play_inner(
     // the response
     let deadline = Instant::now() + a.respond_within;
     let limit = sc.detect_within * 3;
-    let detected = wait(limit, || async {
+    let detected = crate::stage::poll(limit, || async {
         drill_incidents(store, fault_at, drill_id)
             .await
             .ok()
@@ -460,7 +469,7 @@ async fn play_inner(
             "waiting up to {} for the responders",
             humantime::format_duration(a.respond_within)
         ));
-        wait(
+        crate::stage::poll(
             deadline.saturating_duration_since(Instant::now()),
             || async { responded(store, sc, fault_at, drill_id).await.then_some(()) },
         )
@@ -476,7 +485,7 @@ async fn play_inner(
                 .find(|(i, _)| i.kind == sc.kind)
                 .or(list.first());
             if let Some((i, _)) = incident {
-                let ran = wait(Duration::from_secs(30), || async {
+                let ran = crate::stage::poll(Duration::from_secs(30), || async {
                     let mut req =
                         neo_ir_runbook::runner::RunRequest::new(script, vec![], bot.clone());
                     req.incident_id = Some(i.id);
@@ -491,7 +500,7 @@ async fn play_inner(
             }
         }
     }
-    let resolved = wait(field.resolve_within(), || async {
+    let resolved = crate::stage::poll(field.resolve_within(), || async {
         let list = drill_incidents(store, fault_at, drill_id).await.ok()?;
         list.iter().all(|(i, _)| !i.is_open()).then_some(())
     })
@@ -523,24 +532,6 @@ fn fault_name(f: &Option<Fault>) -> String {
             .ok()
             .and_then(|v| v["fault"].as_str().map(str::to_string))
             .unwrap_or_else(|| format!("{f:?}")),
-    }
-}
-
-/// Poll `f` every 200 ms until it gives a value or `limit` passes.
-async fn wait<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -608,10 +599,6 @@ fn print_score(s: &DrillScore, drill_id: i64, auto: bool, json: bool) -> anyhow:
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    let t = |v: Option<u64>| {
-        v.map(neo_ir_core::incident::human_ms)
-            .unwrap_or_else(|| "-".into())
-    };
     println!(
         "\nscore of drill {} ({}): {}/100{}",
         drill_id,
@@ -623,6 +610,17 @@ fn print_score(s: &DrillScore, drill_id: i64, auto: bool, json: bool) -> anyhow:
             ""
         }
     );
+    print_score_lines(s, None);
+    Ok(())
+}
+
+/// The score's lines under its heading (and when every incident resolved, if known).
+pub(crate) fn print_score_lines(s: &DrillScore, resolved_ms: Option<u64>) {
+    let t = |v: Option<u64>| {
+        v.map(neo_ir_core::incident::human_ms)
+            .unwrap_or_else(|| "-".into())
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
     println!("  detected after       {}", t(s.detect_ms));
     println!(
         "  classified after     {}{}",
@@ -630,18 +628,14 @@ fn print_score(s: &DrillScore, drill_id: i64, auto: bool, json: bool) -> anyhow:
         if s.classified { "" } else { " (wrong kind)" }
     );
     println!("  acknowledged after   {}", t(s.ack_ms));
-    println!(
-        "  runbook ran          {}",
-        if s.runbook_ran { "yes" } else { "no" }
-    );
-    println!(
-        "  updates on time      {}",
-        if s.updates_on_time { "yes" } else { "no" }
-    );
+    println!("  runbook ran          {}", yes(s.runbook_ran));
+    println!("  updates on time      {}", yes(s.updates_on_time));
+    if resolved_ms.is_some() {
+        println!("  all resolved after   {}", t(resolved_ms));
+    }
     for n in &s.notes {
         println!("  - {n}");
     }
-    Ok(())
 }
 
 /// `neo-ir drill history`.

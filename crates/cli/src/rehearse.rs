@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use neo_ir_core::config::{Config, ConfigError};
 use neo_ir_core::drill::rehearse::{rehearse, Responders, Setup};
-use neo_ir_core::drill::{self, Scenario};
 use neo_ir_core::incident::human_ms;
 
 #[derive(clap::Args)]
@@ -64,26 +63,8 @@ fn maybe(flag: &str, v: &str) -> anyhow::Result<Option<Duration>> {
     })
 }
 
-fn scenario(a: &RehearseArgs) -> anyhow::Result<Scenario> {
-    match (&a.scenario, &a.file) {
-        (Some(name), None) => drill::find(name).ok_or_else(|| {
-            let names: Vec<String> = drill::builtin().into_iter().map(|s| s.name).collect();
-            usage(
-                None,
-                format!("no scenario {name:?}; built in: {}", names.join(", ")),
-            )
-        }),
-        (None, Some(f)) => {
-            let text = std::fs::read_to_string(f)
-                .map_err(|e| usage(Some(f), format!("cannot read the scenario: {e}")))?;
-            drill::parse_scenario(&text).map_err(|m| usage(Some(f), m))
-        }
-        _ => Err(usage(None, "give a scenario name or --file".into())),
-    }
-}
-
 pub fn run(a: RehearseArgs) -> anyhow::Result<ExitCode> {
-    let sc = scenario(&a)?;
+    let sc = crate::drill::find_scenario(a.scenario.as_ref(), a.file.as_ref())?;
     let config = match (&a.config, std::path::Path::new("neo-ir.toml").exists()) {
         (None, false) => Config::with_defaults(vec![], "sqlite::memory:"),
         (path, _) => crate::run::load_config(path.clone())?.1,
@@ -117,20 +98,8 @@ pub fn run(a: RehearseArgs) -> anyhow::Result<ExitCode> {
         for s in &r.story {
             println!("  +{:<12} {}", human_ms(s.at_ms), s.what);
         }
-        let t = |v: Option<u64>| v.map(human_ms).unwrap_or_else(|| "-".into());
-        let s = &r.score;
-        println!("\nscore {}/100", s.points);
-        println!("  detected after       {}", t(s.detect_ms));
-        println!(
-            "  classified after     {}{}",
-            t(s.classified_ms),
-            if s.classified { "" } else { " (wrong kind)" }
-        );
-        println!("  acknowledged after   {}", t(s.ack_ms));
-        println!("  all resolved after   {}", t(r.resolved_ms));
-        for n in &s.notes {
-            println!("  - {n}");
-        }
+        println!("\nscore {}/100", r.score.points);
+        crate::drill::print_score_lines(&r.score, r.resolved_ms);
     }
     Ok(if ok {
         ExitCode::SUCCESS

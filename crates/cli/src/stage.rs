@@ -150,3 +150,22 @@ pub async fn start_drill(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Poll `f` every 100 ms until it gives a value, or `None` after `limit` (the demo's and the
+/// drills' way to wait for the real pipeline without assuming a fast machine).
+pub async fn poll<T, F, Fut>(limit: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
