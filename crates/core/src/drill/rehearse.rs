@@ -431,6 +431,13 @@ impl Engine {
         }
     }
 
+    fn incident(&self, id: i64) -> Option<Incident> {
+        self.incidents
+            .iter()
+            .find(|(i, _)| i.id == id)
+            .map(|(i, _)| i.clone())
+    }
+
     fn open(&self) -> Vec<Incident> {
         self.incidents
             .iter()
@@ -503,7 +510,6 @@ pub fn rehearse(
     let mut runs: Vec<Run> = Vec::new();
     let mut first_incident: Option<Timestamp> = None;
     let mut repaired_at: Option<Timestamp> = None;
-    let mut runbook_done = false;
     let mut next_round = start;
     let mut confirm_at: Option<Timestamp> = None;
     let mut stall_at: Option<Timestamp> = None;
@@ -520,8 +526,7 @@ pub fn rehearse(
                         engine.mutate(m);
                         say(now, format!("{} acknowledged #{}", actor.who, inc.id));
                     }
-                    let cur = engine.open().into_iter().find(|i| i.id == inc.id);
-                    if let Some(cur) = cur {
+                    if let Some(cur) = engine.incident(inc.id) {
                         if let Ok(m) = crate::respond::set_role(
                             &cur,
                             ResponseRole::IC,
@@ -548,12 +553,7 @@ pub fn rehearse(
                 })
                 .collect();
             for id in due {
-                let inc = engine
-                    .incidents
-                    .iter()
-                    .find(|(i, _)| i.id == id)
-                    .map(|(i, _)| i.clone());
-                if let Some(inc) = inc {
+                if let Some(inc) = engine.incident(id) {
                     if let Ok(m) = crate::respond::status_update(
                         &inc,
                         "Investigating; next update on schedule.",
@@ -581,8 +581,8 @@ pub fn rehearse(
             responders.runbook_after,
             scenario.runbook.as_deref(),
         ) {
-            if !runbook_done && plus(rep, after) <= now {
-                runbook_done = true;
+            // the responders run it once
+            if runs.is_empty() && plus(rep, after) <= now {
                 let passes = net.runbook_passes(script)?;
                 let target = engine
                     .incidents
@@ -679,7 +679,9 @@ pub fn rehearse(
         if repaired_at.is_some()
             && first_incident.is_some()
             && engine.open().is_empty()
-            && (runbook_done || responders.runbook_after.is_none() || scenario.runbook.is_none())
+            && (!runs.is_empty()
+                || responders.runbook_after.is_none()
+                || scenario.runbook.is_none())
         {
             resolved_ms = Some(ms(fault_at, now));
             break;
