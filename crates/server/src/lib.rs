@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::net::TcpListener;
 
+mod cache;
 mod metrics;
 mod review;
 mod runs;
@@ -1015,10 +1016,14 @@ async fn list_nodes(State(store): State<Store>) -> Result<Json<serde_json::Value
 /// The public status, or why not: the store's error is logged, not shown (the page is
 /// public).
 async fn public_status(state: &AppState) -> Result<Arc<status::Status>, StatusCode> {
-    state.status.get(&state.store).await.map_err(|e| {
-        tracing::error!(error = %e, "store error while computing the public status");
-        StatusCode::SERVICE_UNAVAILABLE
-    })
+    state
+        .status
+        .get(|| status::build(&state.store, Timestamp::now()))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "store error while computing the public status");
+            StatusCode::SERVICE_UNAVAILABLE
+        })
 }
 
 /// Headers of the public answers: nothing runs, nothing loads from elsewhere, nothing is

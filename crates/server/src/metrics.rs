@@ -14,7 +14,7 @@
 //! leave it), not counters. Drill incidents are left out.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
@@ -31,6 +31,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::cache::TtlCache;
 use crate::ApiError;
 
 /// How long one computation is served.
@@ -43,37 +44,13 @@ const CONTENT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-
 
 type Labels = Vec<(&'static str, String)>;
 
-/// The text of the latest scrape, computed at most once per TTL (one at a time).
-pub struct MetricsCache {
-    ttl: Duration,
-    slot: tokio::sync::Mutex<Option<(Instant, Arc<String>)>>,
-}
-
-impl MetricsCache {
-    pub fn new(ttl: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            ttl,
-            slot: tokio::sync::Mutex::new(None),
-        })
-    }
-
-    async fn get(&self, store: &Store) -> Result<Arc<String>, ApiError> {
-        let mut slot = self.slot.lock().await;
-        if let Some((at, text)) = &*slot {
-            if at.elapsed() < self.ttl {
-                return Ok(text.clone());
-            }
-        }
-        let text = Arc::new(compute(store, Timestamp::now()).await?);
-        *slot = Some((Instant::now(), text.clone()));
-        Ok(text)
-    }
-}
+/// The text of the latest scrape, computed at most once per [`METRICS_TTL`].
+type MetricsCache = TtlCache<String>;
 
 /// `GET /metrics` with its own cache (readable like the other reads: open unless reads are
 /// protected).
 pub(crate) fn route() -> MethodRouter<crate::AppState> {
-    get(scrape).layer(Extension(MetricsCache::new(METRICS_TTL)))
+    get(scrape).layer(Extension(Arc::new(MetricsCache::new(METRICS_TTL))))
 }
 
 /// The handler (the cache comes as an extension of its route).
@@ -81,7 +58,7 @@ pub async fn scrape(
     State(store): State<Store>,
     Extension(cache): Extension<Arc<MetricsCache>>,
 ) -> Result<Response, ApiError> {
-    let text = cache.get(&store).await?;
+    let text = cache.get(|| compute(&store, Timestamp::now())).await?;
     Ok(([(CONTENT_TYPE, CONTENT)], text.as_str().to_owned()).into_response())
 }
 

@@ -23,8 +23,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use neo_ir_core::fleet::NodeView;
@@ -651,34 +649,9 @@ fn capitalized(s: &str) -> String {
     }
 }
 
-/// The status, computed at most once per `ttl`: the page is public and refreshes itself,
-/// so many viewers cost one computation (a few queries per incident) every few seconds.
-pub(crate) struct Cache {
-    ttl: Duration,
-    slot: tokio::sync::Mutex<Option<(Instant, Arc<Status>)>>,
-}
-
-impl Cache {
-    pub(crate) fn new(ttl: Duration) -> Self {
-        Self {
-            ttl,
-            slot: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The cached status while it is fresh, else a new one (one computation at a time).
-    pub(crate) async fn get(&self, store: &Store) -> Result<Arc<Status>, StoreError> {
-        let mut slot = self.slot.lock().await;
-        if let Some((at, s)) = &*slot {
-            if at.elapsed() < self.ttl {
-                return Ok(s.clone());
-            }
-        }
-        let s = Arc::new(build(store, Timestamp::now()).await?);
-        *slot = Some((Instant::now(), s.clone()));
-        Ok(s)
-    }
-}
+/// The status, computed at most once per TTL: the page is public and refreshes itself, so
+/// many viewers cost one computation (a few queries per incident) every few seconds.
+pub(crate) type Cache = crate::cache::TtlCache<Status>;
 
 #[cfg(test)]
 mod tests {
