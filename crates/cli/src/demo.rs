@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use jiff::Timestamp;
 use neo_ir_core::drill::{self, DrillScore, Scenario};
-use neo_ir_core::incident::{human_ms, Actor, EventType, Incident, ResponseRole, TimelineEvent};
+use neo_ir_core::incident::{human_ms, Actor, EventType, Incident, ResponseRole};
 use neo_ir_core::kpis::is_drill;
 use neo_ir_core::notify::{ChannelConfig, ChannelKind, NotifySettings};
 use neo_ir_sim::Fault;
@@ -403,17 +403,9 @@ async fn script(
     }
     println!("\n    (the full review: neo-ir review {id} --store {store_url})\n");
 
-    let incidents = drill_incidents(store, fault_at).await?;
-    let runs: Vec<_> = store
-        .runs(&RunFilter {
-            incident_id: None,
-            status: None,
-            limit: 500,
-        })
-        .await?
-        .into_iter()
-        .filter(|r| r.created_at >= fault_at)
-        .collect();
+    // every incident since the fault: one the drill did not cause fails the demo below
+    let incidents = crate::drill::incidents_since(store, fault_at, |_| true).await?;
+    let runs = crate::drill::runs_since(store, fault_at).await?;
     let score = drill::score(sc, fault_at, &incidents, &runs);
     store.finish_drill(d.id, &score, Timestamp::now()).await?;
     print_score(&score);
@@ -474,27 +466,6 @@ fn last_message(m: &neo_ir_core::incident::Mutation) -> String {
         .last()
         .map(|e| e.message.clone())
         .unwrap_or_default()
-}
-
-/// The incidents opened since the fault, with their timelines.
-async fn drill_incidents(
-    store: &Store,
-    since: Timestamp,
-) -> anyhow::Result<Vec<(Incident, Vec<TimelineEvent>)>> {
-    let all = store
-        .list_incidents(ListFilter {
-            all: true,
-            limit: 200,
-            before_id: None,
-        })
-        .await?;
-    let mut out = Vec::new();
-    for i in all.into_iter().filter(|i| i.opened_at >= since) {
-        if let Some(pair) = store.incident(i.id).await? {
-            out.push(pair);
-        }
-    }
-    Ok(out)
 }
 
 fn print_score(s: &DrillScore) {

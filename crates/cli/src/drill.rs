@@ -512,16 +512,7 @@ async fn play_inner(
 
     // the score
     let incidents = drill_incidents(store, fault_at, drill_id).await?;
-    let runs: Vec<_> = store
-        .runs(&RunFilter {
-            incident_id: None,
-            status: None,
-            limit: 500,
-        })
-        .await?
-        .into_iter()
-        .filter(|r| r.created_at >= fault_at)
-        .collect();
+    let runs = runs_since(store, fault_at).await?;
     Ok(drill::score(sc, fault_at, &incidents, &runs))
 }
 
@@ -543,6 +534,18 @@ async fn drill_incidents(
     since: Timestamp,
     drill_id: i64,
 ) -> anyhow::Result<Vec<(Incident, Vec<TimelineEvent>)>> {
+    incidents_since(store, since, |i| {
+        neo_ir_core::kpis::is_drill(i) && i.evidence["drill_id"].as_i64() == Some(drill_id)
+    })
+    .await
+}
+
+/// The incidents opened since `since` that `keep` keeps, with their timelines.
+pub(crate) async fn incidents_since(
+    store: &Store,
+    since: Timestamp,
+    keep: impl Fn(&Incident) -> bool,
+) -> anyhow::Result<Vec<(Incident, Vec<TimelineEvent>)>> {
     let all = store
         .list_incidents(ListFilter {
             all: true,
@@ -551,16 +554,29 @@ async fn drill_incidents(
         })
         .await?;
     let mut out = Vec::new();
-    for i in all.into_iter().filter(|i| {
-        i.opened_at >= since
-            && neo_ir_core::kpis::is_drill(i)
-            && i.evidence["drill_id"].as_i64() == Some(drill_id)
-    }) {
+    for i in all.into_iter().filter(|i| i.opened_at >= since && keep(i)) {
         if let Some(pair) = store.incident(i.id).await? {
             out.push(pair);
         }
     }
     Ok(out)
+}
+
+/// The runbook runs started since the fault (what the score looks at).
+pub(crate) async fn runs_since(
+    store: &Store,
+    since: Timestamp,
+) -> anyhow::Result<Vec<neo_ir_core::runbook::Run>> {
+    Ok(store
+        .runs(&RunFilter {
+            incident_id: None,
+            status: None,
+            limit: 500,
+        })
+        .await?
+        .into_iter()
+        .filter(|r| r.created_at >= since)
+        .collect())
 }
 
 /// Every drill incident acknowledged and, when the scenario has a runbook, a run of it.
